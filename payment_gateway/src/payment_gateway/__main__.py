@@ -1,0 +1,114 @@
+"""Operator commands: `python -m payment_gateway <command>`.
+
+migrate                      apply database migrations (what AUTO_MIGRATE does at start)
+merchants create NAME        create a merchant; prints its API key once
+merchants add-key NAME       issue another key for a merchant (for rotation)
+merchants list               list keys by prefix (keys themselves are never stored)
+merchants revoke PREFIX      revoke the key(s) with that prefix
+rotate-card-keys             re-encrypt stored cards under the newest CARD_ENCRYPTION_KEYS key
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+from payment_gateway.config import Settings
+from payment_gateway.logging_setup import configure_logging
+from payment_gateway.service.merchants import MerchantService
+from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.migrate import migrate
+from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
+
+
+async def _with_services(
+    settings: Settings, action: Callable[[SqlUnitOfWorkFactory], Awaitable[int]]
+) -> int:
+    engine = create_engine(settings.effective_database_url, pool_size=2)
+    try:
+        if settings.auto_migrate:
+            await migrate(engine)
+        return await action(SqlUnitOfWorkFactory(engine))
+    finally:
+        await engine.dispose()
+
+
+async def _migrate(settings: Settings) -> int:
+    engine = create_engine(settings.effective_database_url, pool_size=1)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    print("migrations applied")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m payment_gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations")
+    merchants = commands.add_parser("merchants", help="manage merchants and their API keys")
+    actions = merchants.add_subparsers(dest="action", required=True)
+    actions.add_parser("create", help="create a merchant").add_argument("name")
+    actions.add_parser("add-key", help="issue another key").add_argument("name")
+    actions.add_parser("list", help="list keys (prefix only)")
+    actions.add_parser("revoke", help="revoke a key by prefix").add_argument("prefix")
+    rotate = commands.add_parser("rotate-card-keys", help="re-encrypt cards under the newest key")
+    rotate.add_argument("--batch-size", type=int, default=500)
+    return parser
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        return await _migrate(settings)
+    if args.command == "rotate-card-keys":
+        from payment_gateway.storage.rotation import rotate_card_keys
+
+        rotated: int = await rotate_card_keys(settings, batch_size=args.batch_size)
+        return rotated
+
+    async def merchant_action(uow: SqlUnitOfWorkFactory) -> int:
+        service = MerchantService(uow, cache_seconds=0)
+        if args.action in ("create", "add-key"):
+            issued = await (service.create if args.action == "create" else service.add_key)(
+                args.name
+            )
+            print(f"merchant: {issued.merchant.name} ({issued.merchant.id})")
+            print(f"api key:  {issued.api_key}")
+            print("Store this key now: it is shown once and cannot be recovered.", file=sys.stderr)
+            return 0
+        if args.action == "list":
+            for key in await service.list_keys():
+                state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+                print(f"{key.merchant_name}\t{key.prefix}…\t{key.created_at:%Y-%m-%d}\t{state}")
+            return 0
+        count = await service.revoke(args.prefix)
+        print(f"revoked {count} key(s)")
+        return 0 if count else 1
+
+    return await _with_services(settings, merchant_action)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.effective_log_format)
+    try:
+        return asyncio.run(_run(args, settings))
+    except Exception as exc:  # an operator command: a one-line reason beats a traceback
+        from payment_gateway.service.errors import GatewayError
+
+        if isinstance(exc, GatewayError):
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

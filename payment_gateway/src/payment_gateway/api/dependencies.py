@@ -1,0 +1,43 @@
+"""Request-scoped dependencies, as Annotated aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from payment_gateway.domain.merchant import Merchant
+from payment_gateway.service.merchants import MerchantService
+from payment_gateway.service.payments import PaymentService
+from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the routes use, wired once by the app factory."""
+
+    payments: PaymentService
+    merchants: MerchantService
+    uow: SqlUnitOfWorkFactory
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(auto_error=False, description="The merchant's API key.")
+
+
+async def authenticate(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Merchant:
+    return await services.merchants.authenticate(credentials.credentials if credentials else None)
+
+
+MerchantDep = Annotated[Merchant, Depends(authenticate)]

@@ -1,0 +1,151 @@
+"""HTTP routes of the merchant API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from payment_gateway.api.dependencies import MerchantDep, ServicesDep
+from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
+from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
+from payment_gateway.service.errors import NotFound, UnsupportedMediaType
+
+PAYMENTS_PATH = "/api/v1/payments"
+LEGACY_PAYMENT_PATH = "/api/v1/payment"
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PaymentCreate"}}},
+    }
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
+
+
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _problem("Missing, unknown or revoked API key"),
+    422: _problem("Invalid request; `errors` names each field"),
+}
+
+payments_router = APIRouter(tags=["payments"])
+health_router = APIRouter(tags=["health"])
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _json(document: dict[str, Any], status_code: int, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(document), status_code, headers, media_type="application/json")
+
+
+async def create_payment(
+    request: Request,
+    merchant: MerchantDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retry-safe key (≤ 255 characters), remembered for 24 hours.",
+        ),
+    ] = None,
+) -> Response:
+    """Charge a card. The body is read here, after authentication, so nothing runs first."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise UnsupportedMediaType("send the payment as application/json")
+    try:
+        payload = PaymentCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    outcome = await services.payments.create(merchant, payload.to_domain(), idempotency_key)
+    headers = {"Location": f"{PAYMENTS_PATH}/{outcome.payment.id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(payment_document(outcome.payment), 201, headers)
+
+
+async def get_payment(payment_id: str, merchant: MerchantDep, services: ServicesDep) -> Response:
+    """Read one of your payments. Another merchant's payment is `404`, like an unknown id."""
+    if len(payment_id) > 64:
+        raise NotFound(f"no payment {payment_id[:64]}")
+    payment = await services.payments.get(merchant, payment_id)
+    return _json(payment_document(payment), 200, {})
+
+
+_create_responses: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Created (or replayed: header `Idempotent-Replayed: true`)",
+        "headers": {
+            "Location": {"schema": {"type": "string"}, "description": "The payment's URL"},
+            "Idempotent-Replayed": {
+                "schema": {"type": "string", "enum": ["true"]},
+                "description": "Present when this answers an earlier request with the same key",
+            },
+        },
+    },
+    **_COMMON_ERRORS,
+    409: _problem("A request with this Idempotency-Key is still in progress; retry later"),
+    413: _problem("Body over 64 KiB"),
+    415: _problem("Body is not JSON"),
+}
+_get_responses: dict[int | str, dict[str, Any]] = {
+    **_COMMON_ERRORS,
+    404: _problem("No such payment for this merchant"),
+}
+
+for path, include in ((PAYMENTS_PATH, True), (LEGACY_PAYMENT_PATH, False)):
+    payments_router.add_api_route(
+        path,
+        create_payment,
+        methods=["POST"],
+        status_code=201,
+        response_model=PaymentOut,
+        responses=_create_responses,
+        openapi_extra=_REQUEST_BODY,
+        include_in_schema=include,
+        summary="Create a payment",
+        name="create_payment" if include else "create_payment_legacy",
+    )
+    payments_router.add_api_route(
+        f"{path}/{{payment_id}}",
+        get_payment,
+        methods=["GET"],
+        response_model=PaymentOut,
+        responses=_get_responses,
+        include_in_schema=include,
+        summary="Get a payment",
+        name="get_payment" if include else "get_payment_legacy",
+    )
+
+
+@health_router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health_router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    responses={503: _problem("Database unreachable")},
+)
+async def readyz(services: ServicesDep) -> Response:
+    try:
+        async with services.uow.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return problem_response(503, "Service Unavailable", "the database is unreachable")
+    return _json({"status": "ready"}, 200, {})

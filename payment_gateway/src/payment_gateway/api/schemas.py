@@ -1,0 +1,235 @@
+"""Request and response schemas of the merchant API (separate input and output models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from payment_gateway.domain.card import is_expired, normalize_pan, pan_problem
+from payment_gateway.domain.money import MAX_AMOUNT, parse_currency
+from payment_gateway.domain.payment import Payment, PaymentRequest
+
+CARD_EXPIRED = "card_expired"
+
+
+def _whole_number(value: Any) -> Any:
+    """Accept a JSON integer or a string of digits (the original clients sent strings)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "must be a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 4:
+        return int(value.strip())
+    raise PydanticCustomError("int_type", "must be a whole number, or a string of digits")
+
+
+def _number_schema(minimum: int, maximum: int, digits: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": minimum, "maximum": maximum},
+                {"type": "string", "pattern": f"^[0-9]{{{digits}}}$"},
+            ]
+        }
+    )
+
+
+ExpiryMonth = Annotated[
+    int, BeforeValidator(_whole_number), Field(ge=1, le=12), _number_schema(1, 12, "1,2")
+]
+ExpiryYear = Annotated[
+    int, BeforeValidator(_whole_number), Field(ge=1000, le=9999), _number_schema(1000, 9999, "4")
+]
+
+
+class CardCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: Annotated[
+        str,
+        Field(
+            strict=True,
+            min_length=12,
+            max_length=64,
+            pattern=r"^[0-9 ]+$",
+            description="Card number: 12 to 19 digits, Luhn-valid; spaces between groups allowed.",
+            examples=["4242424242424242"],
+        ),
+    ]
+    expiry_month: ExpiryMonth = Field(examples=[12])
+    expiry_year: ExpiryYear = Field(
+        examples=[2042], description="Four digits; the card must not have expired."
+    )
+    cvv: Annotated[
+        str,
+        Field(
+            strict=True,
+            pattern=r"^[0-9]{3,4}$",
+            description="Sent to the bank only: never stored, never logged.",
+            examples=["123"],
+        ),
+    ]
+    holder_name: Annotated[str | None, Field(strict=True, max_length=100)] = None
+
+    @field_validator("number")
+    @classmethod
+    def _valid_pan(cls, value: str) -> str:
+        pan = normalize_pan(value)
+        problem = pan_problem(pan)
+        if problem:
+            raise PydanticCustomError("card_number", problem)
+        return pan
+
+    @field_validator("expiry_year")
+    @classmethod
+    def _not_expired(cls, year: int, info: ValidationInfo) -> int:
+        month = info.data.get("expiry_month")
+        if month is not None and is_expired(month, year, datetime.now(UTC)):
+            raise PydanticCustomError(CARD_EXPIRED, "the card has expired")
+        return year
+
+
+class PaymentCreate(BaseModel):
+    """A card payment to make."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "card": {
+                        "number": "4242424242424242",
+                        "expiry_month": 12,
+                        "expiry_year": 2042,
+                        "cvv": "123",
+                        "holder_name": "John Doe",
+                    },
+                    "amount": 1000,
+                    "currency": "USD",
+                    "reference": "order-1234",
+                }
+            ]
+        },
+    )
+
+    card: CardCreate
+    amount: Annotated[
+        int,
+        Field(
+            strict=True,
+            gt=0,
+            le=MAX_AMOUNT,
+            description="In the currency's minor unit (cents for USD).",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            strict=True,
+            min_length=3,
+            max_length=3,
+            description="Active ISO 4217 code, any case.",
+            examples=["USD"],
+        ),
+    ]
+    reference: Annotated[
+        str | None, Field(strict=True, max_length=64, description="Your order id.")
+    ] = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        code = parse_currency(value)
+        if code is None:
+            raise PydanticCustomError("currency", "is not an active ISO 4217 currency code")
+        return code
+
+    def to_domain(self) -> PaymentRequest:
+        return PaymentRequest(
+            pan=self.card.number,
+            cvv=self.card.cvv,
+            expiry_month=self.card.expiry_month,
+            expiry_year=self.card.expiry_year,
+            holder_name=self.card.holder_name,
+            amount=self.amount,
+            currency=self.currency,
+            reference=self.reference,
+        )
+
+
+class CardOut(BaseModel):
+    masked_number: str = Field(examples=["**** **** **** 4242"])
+    last4: str
+    brand: str
+    expiry_month: int
+    expiry_year: int
+
+
+class PaymentOut(BaseModel):
+    """A payment as it stands now (the same shape for create, replay and read)."""
+
+    id: str
+    status: Literal["init", "processing", "succeeded", "failed"]
+    code: str | None
+    decline_reason: str | None
+    amount: int
+    currency: str
+    reference: str | None
+    tracking_id: str | None
+    card: CardOut
+    created_at: datetime
+    updated_at: datetime
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def payment_document(payment: Payment) -> dict[str, Any]:
+    """The payment's JSON representation, built directly for speed (shape of PaymentOut)."""
+    card = payment.card
+    return {
+        "id": payment.id,
+        "status": payment.status.value,
+        "code": payment.code,
+        "decline_reason": payment.decline_reason,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "reference": payment.reference,
+        "tracking_id": payment.tracking_id,
+        "card": {
+            "masked_number": card.masked_number,
+            "last4": card.last4,
+            "brand": card.brand,
+            "expiry_month": card.expiry_month,
+            "expiry_year": card.expiry_year,
+        },
+        "created_at": _timestamp(payment.created_at),
+        "updated_at": _timestamp(payment.updated_at),
+    }

@@ -1,0 +1,104 @@
+"""The bank adapter over HTTP: one pooled keep-alive client for the whole process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import orjson
+
+from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.payment import PaymentRequest
+
+log = logging.getLogger(__name__)
+
+# 408 and 429 mean "not processed, or maybe processed": only an inquiry can tell.
+_UNCERTAIN_CLIENT_ERRORS = frozenset({408, 429})
+
+
+class HttpBankAdapter:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_seconds: float,
+        *,
+        max_connections: int = 200,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            # One deadline for the whole call so the merchant's answer is bounded.
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            headers={"content-type": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+        body = orjson.dumps(
+            {
+                "reference": payment_id,
+                "card": {
+                    "number": request.pan,
+                    "expiry": f"{request.expiry_month:02d}/{request.expiry_year}",
+                    "cvv": request.cvv,
+                    "holder_name": request.holder_name,
+                },
+                "amount": request.amount,
+                "currency": request.currency,
+            }
+        )
+        try:
+            response = await self._client.post("/api/v1/deposit", content=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            log.warning("bank unreachable for payment %s: %s", payment_id, type(exc).__name__)
+            return BankFault.NOT_SENT
+        except httpx.HTTPError as exc:
+            # Sent, or possibly sent: the bank may have charged. Reconcile, never retry blind.
+            log.warning("bank call for payment %s ended in %s", payment_id, type(exc).__name__)
+            return BankFault.UNCERTAIN
+        status = response.status_code
+        # A 409 means a deposit with this reference already exists: ask, do not give up.
+        if 400 <= status < 500 and status not in _UNCERTAIN_CLIENT_ERRORS and status != 409:
+            log.warning("bank refused payment %s with HTTP %s", payment_id, status)
+            return BankFault.REJECTED
+        if status not in (200, 201):
+            log.warning("bank answered payment %s with HTTP %s", payment_id, status)
+            return BankFault.UNCERTAIN
+        return _parse_answer(response.content, payment_id)
+
+    async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
+        try:
+            response = await self._client.get(f"/api/v1/deposits/{payment_id}")
+        except httpx.HTTPError as exc:
+            log.info("bank inquiry for %s failed: %s", payment_id, type(exc).__name__)
+            return BankFault.UNCERTAIN
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            return BankFault.UNCERTAIN
+        return _parse_answer(response.content, payment_id)
+
+
+def _parse_answer(content: bytes, payment_id: str) -> BankAnswer | BankFault:
+    try:
+        data: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        log.warning("bank answered payment %s with an unreadable body", payment_id)
+        return BankFault.UNCERTAIN
+    if not isinstance(data, dict):
+        return BankFault.UNCERTAIN
+    code, reason, transaction_id = data.get("code"), data.get("reason"), data.get("transaction_id")
+    if not isinstance(code, str):
+        return BankFault.UNCERTAIN
+    return BankAnswer(
+        code=code,
+        reason=reason if isinstance(reason, str) else None,
+        transaction_id=str(transaction_id)[:64] if transaction_id is not None else None,
+    )

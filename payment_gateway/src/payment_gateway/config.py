@@ -1,0 +1,121 @@
+"""Settings, read from the environment only (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    app_env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    database_pool_size: int = Field(default=20, ge=1)
+    bank_url: str = "http://127.0.0.1:8081"
+    bank_timeout_seconds: float = Field(default=3.0, gt=0, le=120)
+    bank_max_connections: int = Field(default=200, ge=1)
+    card_encryption_keys: SecretStr = SecretStr("")
+    idempotency_hash_key: SecretStr = SecretStr("")
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    reconcile_batch_size: int = Field(default=100, ge=1)
+    reconcile_not_found_grace_seconds: float | None = Field(default=None, ge=0)
+    reconcile_max_backoff_seconds: float = Field(default=300.0, gt=0)
+    auto_migrate: bool = True
+    demo_merchants: bool | None = None
+    merchant_cache_seconds: float = Field(default=5.0, ge=0)
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.app_env != "production":
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("CARD_ENCRYPTION_KEYS", self.card_encryption_keys),
+                ("IDEMPOTENCY_HASH_KEY", self.idempotency_hash_key),
+            )
+            if not value.get_secret_value()
+        ]
+        if missing:
+            raise ValueError(f"APP_ENV=production requires {', '.join(missing)} to be set")
+        if self.demo_merchants:
+            raise ValueError("APP_ENV=production refuses DEMO_MERCHANTS=true")
+        if not self.database_url:
+            raise ValueError("APP_ENV=production requires DATABASE_URL")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def seed_demo_merchants(self) -> bool:
+        return (not self.is_production) if self.demo_merchants is None else self.demo_merchants
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/gateway.db"
+
+    @property
+    def not_found_grace_seconds(self) -> float:
+        if self.reconcile_not_found_grace_seconds is not None:
+            return self.reconcile_not_found_grace_seconds
+        return max(30.0, 3 * self.bank_timeout_seconds)
+
+    @property
+    def in_flight_seconds(self) -> float:
+        """How long a payment in ``init`` may still have a request working on it."""
+        return self.bank_timeout_seconds + 5.0
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.is_production else "console")
+
+    @cached_property
+    def encryption_keys(self) -> list[bytes]:
+        raw = self.card_encryption_keys.get_secret_value()
+        if raw:
+            return [key.strip().encode() for key in raw.split(",") if key.strip()]
+        return [self._dev_secret("card-encryption.key", lambda: Fernet.generate_key().decode())]
+
+    @cached_property
+    def idempotency_key_bytes(self) -> bytes:
+        raw = self.idempotency_hash_key.get_secret_value()
+        if raw:
+            return raw.encode()
+        return self._dev_secret("idempotency-hash.key", lambda: secrets.token_urlsafe(32))
+
+    def _dev_secret(self, filename: str, generate: Callable[[], str]) -> bytes:
+        """A development-only secret, generated once into the data directory."""
+        path = self.data_dir / filename
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{filename}.{os.getpid()}")
+            temporary.write_text(generate())
+            try:
+                # link() is atomic and refuses to overwrite: racing workers agree on one key.
+                os.link(temporary, path)
+                log.warning("generated a development secret in %s; set it in production", path)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        return path.read_text().strip().encode()

@@ -1,0 +1,117 @@
+"""The payment entity and its status machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from payment_gateway.domain.card import CardSummary
+
+
+class PaymentStatus(StrEnum):
+    INIT = "init"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
+OPEN_STATUSES = frozenset({PaymentStatus.INIT, PaymentStatus.PROCESSING})
+
+_ALLOWED: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.INIT: frozenset(
+        {PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
+    ),
+    PaymentStatus.PROCESSING: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
+    PaymentStatus.SUCCEEDED: frozenset(),
+    PaymentStatus.FAILED: frozenset(),
+}
+
+
+def can_transition(current: PaymentStatus, new: PaymentStatus) -> bool:
+    """Whether ``current`` may move to ``new``; a terminal status never changes."""
+    return new in _ALLOWED[current]
+
+
+def statuses_that_may_become(new: PaymentStatus) -> frozenset[PaymentStatus]:
+    """The statuses a row must have for a guarded write of ``new`` to apply."""
+    return frozenset(status for status, targets in _ALLOWED.items() if new in targets)
+
+
+class DeclineReason(StrEnum):
+    BANK_UNAVAILABLE = "bank_unavailable"
+    BANK_REJECTED = "bank_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the gateway learned about a payment from the bank."""
+
+    status: PaymentStatus
+    code: str | None = None
+    decline_reason: str | None = None
+    tracking_id: str | None = None
+
+
+@dataclass(slots=True)
+class Payment:
+    id: str
+    merchant_id: str
+    status: PaymentStatus
+    amount: int
+    currency: str
+    reference: str | None
+    card: CardSummary
+    created_at: datetime
+    updated_at: datetime
+    code: str | None = None
+    decline_reason: str | None = None
+    tracking_id: str | None = None
+
+    def apply(self, resolution: Resolution, now: datetime) -> bool:
+        """Move to the resolution's status if the machine allows it; report whether it did."""
+        if resolution.status == self.status and not self.status.is_terminal:
+            # processing -> processing: nothing to record but a tracking id may have arrived.
+            self.tracking_id = resolution.tracking_id or self.tracking_id
+            return False
+        if not can_transition(self.status, resolution.status):
+            return False
+        self.status = resolution.status
+        self.code = resolution.code
+        self.decline_reason = resolution.decline_reason
+        self.tracking_id = resolution.tracking_id or self.tracking_id
+        self.updated_at = now
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    """A validated request to charge a card. The PAN and CVV never appear in its repr."""
+
+    pan: str = field(repr=False)
+    cvv: str = field(repr=False)
+    expiry_month: int
+    expiry_year: int
+    holder_name: str | None = field(repr=False)
+    amount: int
+    currency: str
+    reference: str | None
+
+    def fingerprint_material(self) -> bytes:
+        """A canonical encoding of the content, for keyed hashing (never stored as is)."""
+        parts = (
+            self.pan,
+            self.cvv,
+            str(self.expiry_month),
+            str(self.expiry_year),
+            self.holder_name or "",
+            str(self.amount),
+            self.currency,
+            self.reference or "",
+        )
+        return "\x1f".join(parts).encode()

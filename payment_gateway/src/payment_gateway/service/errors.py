@@ -1,0 +1,62 @@
+"""Errors the use cases raise. Each carries its HTTP status; one handler renders them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class GatewayError(Exception):
+    status_code = 500
+    title = "Internal Server Error"
+    type_slug = "internal-error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidRequest(GatewayError):
+    status_code = 422
+    title = "Unprocessable Content"
+    type_slug = "validation-error"
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    type_slug = "idempotency-key-reused"
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    title = "Unauthorized"
+    type_slug = "unauthorized"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    title = "Not Found"
+    type_slug = "not-found"
+
+
+class RequestInProgress(GatewayError):
+    status_code = 409
+    title = "Conflict"
+    type_slug = "request-in-progress"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    title = "Content Too Large"
+    type_slug = "payload-too-large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
+    title = "Unsupported Media Type"
+    type_slug = "unsupported-media-type"

@@ -1,0 +1,172 @@
+"""Use cases: create a payment (exactly once per idempotency key) and read one."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from payment_gateway.domain.bank import resolve_deposit
+from payment_gateway.domain.card import CardSummary, card_brand
+from payment_gateway.domain.merchant import Merchant
+from payment_gateway.domain.payment import Payment, PaymentRequest, PaymentStatus
+from payment_gateway.service.clock import Clock, utc_now
+from payment_gateway.service.errors import (
+    FieldError,
+    IdempotencyKeyReused,
+    NotFound,
+    RequestInProgress,
+)
+from payment_gateway.service.ports import (
+    BankAdapter,
+    CardEncryptor,
+    DuplicateIdempotencyKey,
+    IdempotencyRecord,
+    StoredCard,
+    UnitOfWorkFactory,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPolicy:
+    """The timing rules the use cases follow (from settings)."""
+
+    idempotency_ttl: timedelta
+    in_flight: timedelta  # how long an `init` payment may still have its request running
+    first_reconcile_delay: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOutcome:
+    payment: Payment
+    replayed: bool
+
+
+class PaymentService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        bank: BankAdapter,
+        vault: CardEncryptor,
+        request_hash_key: bytes,
+        policy: PaymentPolicy,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._uow = uow
+        self._bank = bank
+        self._vault = vault
+        self._hash_key = request_hash_key
+        self._policy = policy
+        self._clock = clock
+
+    def request_hash(self, request: PaymentRequest) -> str:
+        return hmac.new(self._hash_key, request.fingerprint_material(), hashlib.sha256).hexdigest()
+
+    async def create(
+        self, merchant: Merchant, request: PaymentRequest, idempotency_key: str | None
+    ) -> CreateOutcome:
+        idempotency = (
+            IdempotencyRecord(idempotency_key, self.request_hash(request))
+            if idempotency_key is not None
+            else None
+        )
+        now = self._clock()
+        payment = Payment(
+            id=str(uuid.uuid4()),
+            merchant_id=merchant.id,
+            status=PaymentStatus.INIT,
+            amount=request.amount,
+            currency=request.currency,
+            reference=request.reference,
+            card=CardSummary(
+                last4=request.pan[-4:],
+                brand=card_brand(request.pan),
+                expiry_month=request.expiry_month,
+                expiry_year=request.expiry_year,
+            ),
+            created_at=now,
+            updated_at=now,
+        )
+        card = StoredCard(
+            id=str(uuid.uuid4()),
+            pan_encrypted=self._vault.encrypt(request.pan),
+            holder_name_encrypted=(
+                self._vault.encrypt(request.holder_name) if request.holder_name else None
+            ),
+            bin=request.pan[:6],
+        )
+        # Committed before the bank is called: a crash mid-call leaves a row to reconcile.
+        for _attempt in range(2):
+            try:
+                async with self._uow() as uow:
+                    await uow.payments.add(payment, card, idempotency, now + self._policy.in_flight)
+                    await uow.commit()
+                break
+            except DuplicateIdempotencyKey:
+                assert idempotency is not None
+                replay = await self._replay(merchant, idempotency)
+                if replay is not None:
+                    return CreateOutcome(replay, replayed=True)
+                # The old claim had expired and is now released: claim it for this payment.
+        else:  # pragma: no cover - needs the key to be re-claimed and expire in between
+            raise RequestInProgress("the idempotency key is being claimed; retry")
+
+        log.info("payment %s created (%s %s)", payment.id, payment.amount, payment.currency)
+        resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
+        done = self._clock()
+        next_look = (
+            None if resolution.status.is_terminal else done + self._policy.first_reconcile_delay
+        )
+        async with self._uow() as uow:
+            applied = await uow.payments.apply_resolution(payment.id, resolution, done, next_look)
+            current = None if applied else await uow.payments.get(payment.id, merchant.id)
+            await uow.commit()
+        if applied:
+            payment.apply(resolution, done)
+        elif current is not None:
+            payment = current  # the reconciler got there first: show what it recorded
+        log.info("payment %s is %s", payment.id, payment.status.value)
+        return CreateOutcome(payment, replayed=False)
+
+    async def _replay(self, merchant: Merchant, idempotency: IdempotencyRecord) -> Payment | None:
+        """The payment an idempotency key already stands for, or None once that key expired."""
+        now = self._clock()
+        async with self._uow() as uow:
+            found = await uow.payments.find_by_idempotency_key(merchant.id, idempotency.key)
+            if found is None:
+                # Released between our insert and this read: let the caller claim it again.
+                return None
+            payment = found.payment
+            if payment.created_at < now - self._policy.idempotency_ttl:
+                await uow.payments.release_idempotency_key(
+                    payment.id, idempotency.key, now - self._policy.idempotency_ttl
+                )
+                await uow.commit()
+                return None
+        if found.request_hash is None or not hmac.compare_digest(
+            found.request_hash, idempotency.request_hash
+        ):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request",
+                errors=[FieldError("Idempotency-Key", "was already used with different content")],
+            )
+        if (
+            payment.status is PaymentStatus.INIT
+            and payment.created_at > now - self._policy.in_flight
+        ):
+            raise RequestInProgress(
+                "a request with this Idempotency-Key is still being processed; retry later"
+            )
+        return payment
+
+    async def get(self, merchant: Merchant, payment_id: str) -> Payment:
+        async with self._uow(read_only=True) as uow:
+            payment = await uow.payments.get(payment_id, merchant.id)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id}")
+        return payment

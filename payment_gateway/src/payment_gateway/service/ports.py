@@ -1,0 +1,148 @@
+"""What the use cases need from storage and the bank, as interfaces.
+
+The SQL implementations live in ``storage``, the HTTP one in ``bank``; unit tests use fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCard:
+    id: str
+    pan_encrypted: bytes
+    holder_name_encrypted: bytes | None
+    bin: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedPayment:
+    """A payment found by its idempotency key, with the hash of the request that made it."""
+
+    payment: Payment
+    request_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DuePayment:
+    """A payment the reconciler has claimed: ask the bank what became of it."""
+
+    id: str
+    status: str
+    created_at: datetime
+
+
+class DuplicateIdempotencyKey(Exception):
+    """The (merchant, idempotency key) pair is already claimed by another payment."""
+
+
+class DuplicateMerchant(Exception):
+    """A merchant with that name already exists."""
+
+
+class PaymentRepository(Protocol):
+    async def add(
+        self,
+        payment: Payment,
+        card: StoredCard,
+        idempotency: IdempotencyRecord | None,
+        next_attempt_at: datetime,
+    ) -> None: ...
+
+    async def get(self, payment_id: str, merchant_id: str) -> Payment | None: ...
+
+    async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None: ...
+
+    async def release_idempotency_key(
+        self, payment_id: str, key: str, created_before: datetime
+    ) -> bool: ...
+
+    async def apply_resolution(
+        self,
+        payment_id: str,
+        resolution: Resolution,
+        now: datetime,
+        next_attempt_at: datetime | None,
+    ) -> bool: ...
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        backoff_base: float,
+        backoff_max: float,
+    ) -> list[DuePayment]: ...
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int: ...
+
+    async def oldest_open_created_at(self) -> datetime | None: ...
+
+
+class MerchantRepository(Protocol):
+    async def by_key_hash(self, key_hash: str) -> Merchant | None: ...
+
+    async def by_name(self, name: str) -> Merchant | None: ...
+
+    async def add(self, merchant: Merchant, now: datetime) -> None: ...
+
+    async def add_key(
+        self, merchant_id: str, key_hash: str, prefix: str, now: datetime
+    ) -> None: ...
+
+    async def list_keys(self) -> list[ApiKeyInfo]: ...
+
+    async def revoke_key(self, prefix: str, now: datetime) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: commit explicitly, anything else rolls back."""
+
+    @property
+    def payments(self) -> PaymentRepository: ...
+
+    @property
+    def merchants(self) -> MerchantRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+class CardEncryptor(Protocol):
+    def encrypt(self, plaintext: str) -> bytes: ...
+
+
+class BankAdapter(Protocol):
+    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+        """Charge the card once, with ``payment_id`` as the bank's de-duplication reference."""
+        ...
+
+    async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
+        """What the bank knows of the deposit: an answer, a fault, or None when it has none."""
+        ...

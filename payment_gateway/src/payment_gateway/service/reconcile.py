@@ -1,0 +1,109 @@
+"""The reconciler: asks the bank what became of payments whose outcome is not yet known."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from payment_gateway.domain.bank import BankFault, resolve_deposit
+from payment_gateway.domain.payment import DeclineReason, PaymentStatus, Resolution
+from payment_gateway.service.clock import Clock, utc_now
+from payment_gateway.service.ports import BankAdapter, DuePayment, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePolicy:
+    interval_seconds: float
+    batch_size: int
+    not_found_grace: timedelta  # a bank 404 means "never happened" only for payments this old
+    lease_seconds: float  # how long a claim keeps other replicas away
+    max_backoff_seconds: float
+    idempotency_ttl: timedelta
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    claimed: int = 0
+    resolved: int = 0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        bank: BankAdapter,
+        policy: ReconcilePolicy,
+        clock: Clock = utc_now,
+        concurrency: int = 16,
+    ) -> None:
+        self._uow = uow
+        self._bank = bank
+        self._policy = policy
+        self._clock = clock
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def reconcile_due_payments(self) -> ReconcileReport:
+        now = self._clock()
+        async with self._uow() as uow:
+            due = await uow.payments.claim_due(
+                now,
+                self._policy.batch_size,
+                self._policy.lease_seconds,
+                self._policy.interval_seconds,
+                self._policy.max_backoff_seconds,
+            )
+            await uow.commit()
+        report = ReconcileReport(claimed=len(due))
+        results = await asyncio.gather(*(self._reconcile_one(payment) for payment in due))
+        report.resolved = sum(results)
+        return report
+
+    async def _reconcile_one(self, payment: DuePayment) -> bool:
+        async with self._limit:
+            answer = await self._bank.inquire(payment.id)
+        now = self._clock()
+        if answer is None:
+            if payment.created_at > now - self._policy.not_found_grace:
+                return False  # the deposit may still be on its way to the bank
+            resolution = Resolution(
+                PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
+            )
+        elif isinstance(answer, BankFault):
+            return False  # try again after the backoff the claim already set
+        else:
+            resolution = resolve_deposit(answer)
+        if not resolution.status.is_terminal:
+            return False
+        async with self._uow() as uow:
+            applied = await uow.payments.apply_resolution(payment.id, resolution, now, None)
+            await uow.commit()
+        if applied:
+            log.info("reconciled payment %s to %s", payment.id, resolution.status.value)
+        return applied
+
+    async def release_expired_idempotency_keys(self) -> int:
+        cutoff = self._clock() - self._policy.idempotency_ttl
+        async with self._uow() as uow:
+            count = await uow.payments.release_expired_idempotency_keys(cutoff)
+            await uow.commit()
+        return count
+
+    async def run_forever(self) -> None:
+        """The background loop started by the app's lifespan; cancelled on shutdown."""
+        ticks = 0
+        while True:
+            try:
+                await self.reconcile_due_payments()
+                if ticks % 100 == 0:
+                    await self.release_expired_idempotency_keys()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A database blip must not kill the loop: log it and try on the next tick.
+                log.exception("reconciliation pass failed")
+            ticks += 1
+            await asyncio.sleep(self._policy.interval_seconds)

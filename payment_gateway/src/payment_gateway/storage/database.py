@@ -1,0 +1,68 @@
+"""Engine creation for the embedded SQLite default and for MySQL/MariaDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+# Execution option marking a transaction that only reads (SQLite then skips the write lock).
+READ_ONLY = "gateway_read_only"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    if is_sqlite(url):
+        return _sqlite_engine(url)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,  # a dead connection surfaces as an error we already handle
+        pool_recycle=1800,
+        # Every transaction ends in an explicit COMMIT or ROLLBACK, so the pool need not
+        # send another ROLLBACK on each return: one round trip saved per checkout.
+        pool_reset_on_return=None,
+    )
+
+
+def _sqlite_engine(url: str) -> AsyncEngine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        url,
+        # A file database gains nothing from pooling across threads; NullPool keeps each
+        # request's connection short-lived and lets several processes share the file.
+        poolclass=NullPool,
+        connect_args={"timeout": 30},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers and one writer work at once; busy_timeout makes writers wait for
+        # each other instead of failing with "database is locked".
+        # Hand transaction control to SQLAlchemy (see the "begin" hook below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        # Writers take the write lock at BEGIN: a deferred transaction that later upgrades
+        # to a writer can fail with SQLITE_BUSY without honouring busy_timeout.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,296 @@
+"""SQL repositories: every query a composed Core statement; no commits in here."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payment_gateway.domain.card import CardSummary
+from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.payment import (
+    OPEN_STATUSES,
+    Payment,
+    PaymentStatus,
+    Resolution,
+    statuses_that_may_become,
+)
+from payment_gateway.service.ports import (
+    DuePayment,
+    DuplicateIdempotencyKey,
+    DuplicateMerchant,
+    IdempotencyRecord,
+    KeyedPayment,
+    StoredCard,
+)
+from payment_gateway.storage.tables import api_keys, cards, merchants, payments
+
+_OPEN = [status.value for status in OPEN_STATUSES]
+
+_payment_with_card = select(
+    payments.c.id,
+    payments.c.merchant_id,
+    payments.c.status,
+    payments.c.amount,
+    payments.c.currency,
+    payments.c.reference,
+    payments.c.code,
+    payments.c.decline_reason,
+    payments.c.tracking_id,
+    payments.c.created_at,
+    payments.c.updated_at,
+    payments.c.request_hash,
+    cards.c.last4,
+    cards.c.brand,
+    cards.c.expiry_month,
+    cards.c.expiry_year,
+).join(cards, cards.c.id == payments.c.card_id)
+
+
+def _to_payment(
+    row: Row[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, *tuple[Any, ...]],
+) -> Payment:
+    return Payment(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        status=PaymentStatus(row.status),
+        amount=row.amount,
+        currency=row.currency,
+        reference=row.reference,
+        card=CardSummary(row.last4, row.brand, row.expiry_month, row.expiry_year),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        code=row.code,
+        decline_reason=row.decline_reason,
+        tracking_id=row.tracking_id,
+    )
+
+
+class SqlPaymentRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(
+        self,
+        payment: Payment,
+        card: StoredCard,
+        idempotency: IdempotencyRecord | None,
+        next_attempt_at: datetime,
+    ) -> None:
+        summary = payment.card
+        await self._connection.execute(
+            insert(cards),
+            {
+                "id": card.id,
+                "merchant_id": payment.merchant_id,
+                "pan_encrypted": card.pan_encrypted,
+                "holder_name_encrypted": card.holder_name_encrypted,
+                "bin": card.bin,
+                "last4": summary.last4,
+                "brand": summary.brand,
+                "expiry_month": summary.expiry_month,
+                "expiry_year": summary.expiry_year,
+                "created_at": payment.created_at,
+            },
+        )
+        try:
+            await self._connection.execute(
+                insert(payments),
+                {
+                    "id": payment.id,
+                    "merchant_id": payment.merchant_id,
+                    "card_id": card.id,
+                    "status": payment.status.value,
+                    "amount": payment.amount,
+                    "currency": payment.currency,
+                    "reference": payment.reference,
+                    "idempotency_key": idempotency.key if idempotency else None,
+                    "request_hash": idempotency.request_hash if idempotency else None,
+                    "created_at": payment.created_at,
+                    "updated_at": payment.updated_at,
+                    "next_attempt_at": next_attempt_at,
+                    "attempts": 0,
+                },
+            )
+        except IntegrityError as exc:
+            # The only unique constraint a fresh uuid can hit is the idempotency claim.
+            if idempotency is None:
+                raise
+            raise DuplicateIdempotencyKey(idempotency.key) from exc
+
+    async def get(self, payment_id: str, merchant_id: str) -> Payment | None:
+        statement = _payment_with_card.where(
+            payments.c.id == payment_id, payments.c.merchant_id == merchant_id
+        )
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else _to_payment(row)
+
+    async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None:
+        statement = _payment_with_card.where(
+            payments.c.merchant_id == merchant_id, payments.c.idempotency_key == key
+        )
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else KeyedPayment(_to_payment(row), row.request_hash)
+
+    async def release_idempotency_key(
+        self, payment_id: str, key: str, created_before: datetime
+    ) -> bool:
+        statement = (
+            update(payments)
+            .where(
+                payments.c.id == payment_id,
+                payments.c.idempotency_key == key,
+                payments.c.created_at < created_before,
+            )
+            .values(idempotency_key=None, request_hash=None)
+        )
+        result = await self._connection.execute(statement)
+        return bool(result.rowcount)
+
+    async def apply_resolution(
+        self,
+        payment_id: str,
+        resolution: Resolution,
+        now: datetime,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Guarded transition: the row changes only from a status allowed to become the new one."""
+        allowed = [status.value for status in statuses_that_may_become(resolution.status)]
+        values: dict[str, Any] = {
+            "status": resolution.status.value,
+            "code": resolution.code,
+            "decline_reason": resolution.decline_reason,
+            "updated_at": now,
+            "next_attempt_at": next_attempt_at,
+        }
+        if resolution.tracking_id is not None:
+            values["tracking_id"] = resolution.tracking_id
+        statement = (
+            update(payments)
+            .where(payments.c.id == payment_id, payments.c.status.in_(allowed))
+            .values(values)
+        )
+        result = await self._connection.execute(statement)
+        return bool(result.rowcount)
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        backoff_base: float,
+        backoff_max: float,
+    ) -> list[DuePayment]:
+        """Claim open payments whose next look is due, pushing that look into the future.
+
+        MySQL/MariaDB lock the rows with SKIP LOCKED so replicas take disjoint batches; on
+        SQLite the transaction already holds the database's write lock. Either way the
+        update below moves ``next_attempt_at`` forward, which is the claim other replicas see.
+        """
+        due = and_(payments.c.status.in_(_OPEN), payments.c.next_attempt_at <= now)
+        statement = (
+            select(payments.c.id, payments.c.status, payments.c.created_at, payments.c.attempts)
+            .where(due)
+            .order_by(payments.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._connection.dialect.name != "sqlite":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = (await self._connection.execute(statement)).all()
+        claimed: list[DuePayment] = []
+        for row in rows:
+            backoff = min(backoff_base * 2 ** min(row.attempts, 20), backoff_max)
+            claim = (
+                update(payments)
+                .where(payments.c.id == row.id, due)
+                .values(
+                    next_attempt_at=now + timedelta(seconds=max(backoff, lease_seconds)),
+                    attempts=payments.c.attempts + 1,
+                )
+            )
+            if (await self._connection.execute(claim)).rowcount:
+                claimed.append(DuePayment(row.id, row.status, row.created_at))
+        return claimed
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
+        statement = (
+            update(payments)
+            .where(payments.c.idempotency_key.is_not(None), payments.c.created_at < created_before)
+            .values(idempotency_key=None, request_hash=None)
+        )
+        return int((await self._connection.execute(statement)).rowcount)
+
+    async def oldest_open_created_at(self) -> datetime | None:
+        statement = select(func.min(payments.c.created_at)).where(payments.c.status.in_(_OPEN))
+        value: datetime | None = await self._connection.scalar(statement)
+        return value
+
+
+class SqlMerchantRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def by_key_hash(self, key_hash: str) -> Merchant | None:
+        statement = (
+            select(merchants.c.id, merchants.c.name, api_keys.c.key_hash)
+            .join(api_keys, api_keys.c.merchant_id == merchants.c.id)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        )
+        row = (await self._connection.execute(statement)).first()
+        # The index found the row; confirm in constant time so timing reveals nothing.
+        if row is None or not hmac.compare_digest(row.key_hash, key_hash):
+            return None
+        return Merchant(row.id, row.name)
+
+    async def by_name(self, name: str) -> Merchant | None:
+        statement = select(merchants.c.id, merchants.c.name).where(merchants.c.name == name)
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else Merchant(row.id, row.name)
+
+    async def add(self, merchant: Merchant, now: datetime) -> None:
+        try:
+            await self._connection.execute(
+                insert(merchants), {"id": merchant.id, "name": merchant.name, "created_at": now}
+            )
+        except IntegrityError as exc:
+            raise DuplicateMerchant(merchant.name) from exc
+
+    async def add_key(self, merchant_id: str, key_hash: str, prefix: str, now: datetime) -> None:
+        await self._connection.execute(
+            insert(api_keys),
+            {
+                "id": str(uuid.uuid4()),
+                "merchant_id": merchant_id,
+                "key_hash": key_hash,
+                "prefix": prefix,
+                "created_at": now,
+            },
+        )
+
+    async def list_keys(self) -> list[ApiKeyInfo]:
+        statement = (
+            select(
+                api_keys.c.id,
+                merchants.c.name,
+                api_keys.c.prefix,
+                api_keys.c.created_at,
+                api_keys.c.revoked_at,
+            )
+            .join(merchants, merchants.c.id == api_keys.c.merchant_id)
+            .order_by(merchants.c.name, api_keys.c.created_at)
+        )
+        rows = (await self._connection.execute(statement)).all()
+        return [ApiKeyInfo(r.id, r.name, r.prefix, r.created_at, r.revoked_at) for r in rows]
+
+    async def revoke_key(self, prefix: str, now: datetime) -> int:
+        statement = (
+            update(api_keys)
+            .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int((await self._connection.execute(statement)).rowcount)

@@ -1,0 +1,123 @@
+"""Table definitions (SQLAlchemy Core). The domain never sees these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names keep Alembic migrations identical across engines.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as naive UTC with microseconds, read back timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+ID = String(36)
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False, index=True),
+    # SHA-256 of the key: the key itself is shown once at creation and never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False, index=True),
+    # Fernet tokens; there is deliberately no column for the CVV.
+    Column("pan_encrypted", LargeBinary(), nullable=False),
+    Column("holder_name_encrypted", LargeBinary(), nullable=True),
+    Column("bin", String(8), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("brand", String(16), nullable=False),
+    Column("expiry_month", SmallInteger(), nullable=False),
+    Column("expiry_year", SmallInteger(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("card_id", ID, ForeignKey("cards.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("amount", BigInteger(), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reference", String(64), nullable=True),
+    Column("code", String(16), nullable=True),
+    Column("decline_reason", String(64), nullable=True),
+    Column("tracking_id", String(64), nullable=True),
+    # Idempotency claim: unique per merchant, cleared once the key expires.
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # Reconciliation bookkeeping: when the reconciler may next look, and how often it has.
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    UniqueConstraint("merchant_id", "idempotency_key"),
+    Index(None, "merchant_id", "created_at"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "created_at"),
+)
