@@ -52,9 +52,7 @@ _payment_with_card = select(
 ).join(cards, cards.c.id == payments.c.card_id)
 
 
-def _to_payment(
-    row: Row[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, *tuple[Any, ...]],
-) -> Payment:
+def _to_payment(row: Any) -> Payment:
     return Payment(
         id=row.id,
         merchant_id=row.merchant_id,

@@ -1,0 +1,45 @@
+"""Runtime configuration, read from environment variables only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+class Settings(BaseSettings):
+    """Bank simulator settings.
+
+    Every field is read from the environment variable of the same name (case-insensitive),
+    e.g. ``PENDING_SETTLE_SECONDS=2 LATENCY_MS=150 FAILURE_RATE=0.1``.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    pending_settle_seconds: float = Field(
+        default=5.0, ge=0, description="Seconds after which a pending deposit reads as succeeded."
+    )
+    latency_ms: int = Field(
+        default=0, ge=0, le=600_000, description="Delay added after a deposit is recorded."
+    )
+    failure_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of deposits answered 503, unrecorded."
+    )
+    max_transactions: int = Field(
+        default=1_000_000, ge=1, description="Transactions kept in memory; oldest dropped."
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest deposit body.")
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]

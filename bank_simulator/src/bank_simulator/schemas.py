@@ -1,0 +1,86 @@
+"""Request and response models of the bank simulator API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+MAX_AMOUNT = 2**63 - 1  # fits a signed 64-bit column
+
+# Patterns run on pydantic-core's Rust engine: ``$`` is end of text and ``[0-9]`` is ASCII.
+CardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+Expiry = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])/[0-9]{4}$")]
+Cvv = Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
+HolderName = Annotated[str, StringConstraints(max_length=100)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]
+
+# Friendlier messages than "String should match pattern '...'", by field path.
+PATTERN_MESSAGES: dict[str, str] = {
+    "card.number": "must be 12 to 19 digits",
+    "card.expiry": "must be MM/YYYY",
+    "card.cvv": "must be 3 or 4 digits",
+    "currency": "must be 3 upper-case letters (ISO 4217)",
+}
+
+
+class Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: CardNumber = Field(examples=["4242424242424242"])
+    expiry: Expiry = Field(examples=["12/2042"])
+    cvv: Cvv = Field(examples=["123"])
+    holder_name: HolderName | None = Field(default=None, examples=["John Doe"])
+
+
+class DepositRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: Reference = Field(description="Caller's id for the deposit; de-duplicated on.")
+    card: Card
+    amount: Amount = Field(description="Minor units, JSON integer.", examples=[1000])
+    currency: Currency = Field(examples=["USD"])
+
+
+class TransactionOut(BaseModel):
+    transaction_id: str
+    reference: str
+    status: Literal["succeeded", "failed", "pending"]
+    code: Literal["0", "100", "200"]
+    reason: str | None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """JSON schema of ``model`` with its ``$defs`` inlined (for ``openapi_extra``)."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

@@ -1,0 +1,217 @@
+"""Malformed deposits: 422/413/415 problem+json naming the field, never a 500, nothing recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import string
+
+import httpx
+import pytest
+from bank_simulator.app import create_app
+from bank_simulator.config import Settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def _without(body: dict, *path: str) -> dict:
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return body
+
+
+def _card(body: dict, **changes) -> dict:
+    body["card"] |= changes
+    return body
+
+
+def _set(body: dict, **changes) -> dict:
+    return body | changes
+
+
+CASES = {
+    "number-letters": (lambda b: _card(b, number="4242abcd42424242"), "card.number"),
+    "number-short": (lambda b: _card(b, number="42424242424"), "card.number"),
+    "number-long": (lambda b: _card(b, number="4" * 20), "card.number"),
+    "number-spaces": (lambda b: _card(b, number="4242 4242 4242 4242"), "card.number"),
+    "number-int": (lambda b: _card(b, number=4242424242424242), "card.number"),
+    "number-unicode-digits": (lambda b: _card(b, number="٤" * 16), "card.number"),
+    "number-missing": (lambda b: _without(b, "card", "number"), "card.number"),
+    "expiry-no-slash": (lambda b: _card(b, expiry="122042"), "card.expiry"),
+    "expiry-month-13": (lambda b: _card(b, expiry="13/2042"), "card.expiry"),
+    "expiry-short-year": (lambda b: _card(b, expiry="12/42"), "card.expiry"),
+    "expiry-trailing-newline": (lambda b: _card(b, expiry="12/2042\n"), "card.expiry"),
+    "cvv-short": (lambda b: _card(b, cvv="12"), "card.cvv"),
+    "cvv-long": (lambda b: _card(b, cvv="12345"), "card.cvv"),
+    "cvv-int": (lambda b: _card(b, cvv=123), "card.cvv"),
+    "holder-too-long": (lambda b: _card(b, holder_name="x" * 101), "card.holder_name"),
+    "card-unknown-field": (lambda b: _card(b, pin="1234"), "card.pin"),
+    "card-not-object": (lambda b: _set(b, card="4242424242424242"), "card"),
+    "amount-string": (lambda b: _set(b, amount="1000"), "amount"),
+    "amount-float": (lambda b: _set(b, amount=1000.0), "amount"),
+    "amount-bool": (lambda b: _set(b, amount=True), "amount"),
+    "amount-zero": (lambda b: _set(b, amount=0), "amount"),
+    "amount-negative": (lambda b: _set(b, amount=-5), "amount"),
+    "amount-over-int64": (lambda b: _set(b, amount=2**63), "amount"),
+    "amount-huge": (lambda b: _set(b, amount=10**40), "amount"),
+    "amount-null": (lambda b: _set(b, amount=None), "amount"),
+    "currency-lower": (lambda b: _set(b, currency="usd"), "currency"),
+    "currency-long": (lambda b: _set(b, currency="USDX"), "currency"),
+    "reference-empty": (lambda b: _set(b, reference=""), "reference"),
+    "reference-too-long": (lambda b: _set(b, reference="r" * 65), "reference"),
+    "reference-int": (lambda b: _set(b, reference=42), "reference"),
+    "reference-missing": (lambda b: _without(b, "reference"), "reference"),
+    "unknown-field": (lambda b: _set(b, tip=5), "tip"),
+}
+
+
+@pytest.mark.parametrize(("mutate", "field"), CASES.values(), ids=CASES.keys())
+async def test_invalid_field_is_named(client, deposit_body, mutate, field):
+    response = await client.post("/api/v1/deposit", json=mutate(deposit_body("bad")))
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert problem["title"]
+    assert problem["type"]
+    assert field in problem["detail"]
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert all(e["message"] for e in problem["errors"])
+    assert len(client.ledger) == 0
+
+
+async def test_every_invalid_field_is_listed(client, deposit_body):
+    body = deposit_body(reference="", number="x", amount="1", currency="usd", cvv="1")
+    response = await client.post("/api/v1/deposit", json=body)
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert fields == {"reference", "card.number", "card.cvv", "amount", "currency"}
+
+
+async def test_errors_never_echo_the_card_number_or_cvv(client, deposit_body):
+    body = deposit_body(number="4242424242424242x", cvv="98765")
+    response = await client.post("/api/v1/deposit", json=body)
+    assert response.status_code == 422
+    assert "4242424242424242" not in response.text
+    assert "98765" not in response.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{", b'{"reference": "a",}', b"not json", b"[]", b"null", b"42", b'"x"', b"\xff\xfe"],
+    ids=[
+        "empty",
+        "truncated",
+        "trailing-comma",
+        "text",
+        "array",
+        "null",
+        "number",
+        "string",
+        "bad-utf8",
+    ],
+)
+async def test_malformed_json_is_422(client, content):
+    response = await client.post(
+        "/api/v1/deposit", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+async def test_missing_content_type_is_read_as_json(client, deposit_body):
+    response = await client.post("/api/v1/deposit", content=json.dumps(deposit_body()).encode())
+    assert response.status_code == 201
+
+
+async def test_json_with_charset_and_vendor_types_accepted(client, deposit_body):
+    for i, content_type in enumerate(["application/json; charset=utf-8", "application/x+json"]):
+        response = await client.post(
+            "/api/v1/deposit",
+            content=json.dumps(deposit_body(f"r{i}")).encode(),
+            headers={"content-type": content_type},
+        )
+        assert response.status_code == 201
+
+
+async def test_non_json_content_type_is_415(client, deposit_body):
+    response = await client.post(
+        "/api/v1/deposit",
+        data={"reference": "a"},  # form-encoded
+    )
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_oversized_body_is_413(client, deposit_body):
+    body = deposit_body(holder_name="x" * 70_000)
+    response = await client.post("/api/v1/deposit", json=body)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_unknown_route_and_wrong_method_are_problems(client):
+    not_found = await client.get("/api/v1/nothing")
+    assert not_found.status_code == 404
+    assert not_found.headers["content-type"] == "application/problem+json"
+    wrong_method = await client.get("/api/v1/deposit")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json()["status"] == 405
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_values = st.one_of(
+    json_values,
+    st.text(string.digits, min_size=0, max_size=21),
+    st.sampled_from(["4242424242424242", "12/2042", "USD", "123"]),
+)
+deposit_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "reference": field_values,
+        "amount": field_values,
+        "currency": field_values,
+        "card": st.fixed_dictionaries(
+            {},
+            optional=dict.fromkeys(["number", "expiry", "cvv", "holder_name"], field_values),
+        )
+        | json_values,
+        "extra": json_values,
+    },
+)
+
+
+def test_no_input_gives_a_500():
+    app = create_app(Settings())
+    with asyncio.Runner() as runner:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bank.test"
+        )
+
+        @settings(
+            max_examples=300,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(body=deposit_like | json_values)
+        def check(body):
+            response = runner.run(client.post("/api/v1/deposit", content=json.dumps(body)))
+            assert response.status_code in {201, 200, 409, 422}
+            if response.status_code >= 400:
+                assert response.headers["content-type"] == "application/problem+json"
+
+        try:
+            check()
+        finally:
+            runner.run(client.aclose())
