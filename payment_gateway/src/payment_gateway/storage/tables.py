@@ -118,6 +118,8 @@ payments = Table(
     Column("attempts", Integer(), nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "idempotency_key"),
     Index(None, "merchant_id", "created_at"),
-    Index(None, "status", "next_attempt_at"),
+    # Only open payments have a next_attempt_at, so the reconciler's range scan over this
+    # index reads (and, with FOR UPDATE, locks) just the due rows it takes, in order.
+    Index(None, "next_attempt_at"),
     Index(None, "created_at"),
 )

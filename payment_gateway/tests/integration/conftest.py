@@ -1,0 +1,68 @@
+"""The gateway app, wired to a real database and an in-memory bank, driven over ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from payment_gateway.bank.fake import FakeBank
+from payment_gateway.config import Settings
+from payment_gateway.main import create_app
+from pydantic import SecretStr
+
+MERCHANT_ONE = {"Authorization": "Bearer first_merchant_mock_token"}
+MERCHANT_TWO = {"Authorization": "Bearer second_merchant_mock_token"}
+
+
+def payment_body(number: str = "4242424242424242", **overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "card": {
+            "number": number,
+            "expiry_month": 12,
+            "expiry_year": 2042,
+            "cvv": "123",
+            "holder_name": "John Doe",
+        },
+        "amount": 1000,
+        "currency": "USD",
+        "reference": "order-1234",
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class Gateway:
+    client: httpx.AsyncClient
+    bank: FakeBank
+    app: FastAPI
+    settings: Settings
+
+
+def gateway_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "card_encryption_keys": SecretStr(Fernet.generate_key().decode()),
+        "idempotency_hash_key": SecretStr("integration-test-hash-key"),
+        "merchant_cache_seconds": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    bank = FakeBank()
+    settings = gateway_settings(database_url, tmp_path)
+    app = create_app(settings, bank=bank, run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield Gateway(client, bank, app, settings)

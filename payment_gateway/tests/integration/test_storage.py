@@ -1,0 +1,279 @@
+"""Storage promises on real databases: card data at rest, keys, guarded transitions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from cryptography.fernet import Fernet
+from payment_gateway.domain.payment import PaymentStatus, Resolution
+from payment_gateway.service.merchants import DEMO_MERCHANTS
+from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.rotation import rotate_card_keys
+from payment_gateway.storage.tables import cards, merchants, metadata, payments
+from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
+from payment_gateway.storage.vault import CardVault, VaultKeyError
+from pydantic import SecretStr
+from sqlalchemy import inspect, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .conftest import MERCHANT_ONE, Gateway, gateway_settings, payment_body
+
+PAN = "4000000000000002"
+CVV = "7391"
+HOLDER = "Zanzibar Quixote"
+
+
+async def dump_database(engine: AsyncEngine) -> list[tuple[str, str, object]]:
+    """Every value of every table, as (table, column, value)."""
+    values: list[tuple[str, str, object]] = []
+    async with engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            for row in (await connection.execute(select(table))).mappings():
+                values.extend((table.name, column, value) for column, value in row.items())
+    return values
+
+
+async def test_card_data_at_rest_is_encrypted_and_the_cvv_is_not_stored(gateway: Gateway) -> None:
+    body = payment_body(PAN)
+    body["card"] = {**body["card"], "cvv": CVV, "holder_name": HOLDER}  # type: ignore[dict-item]
+    response = await gateway.client.post("/api/v1/payments", json=body, headers=MERCHANT_ONE)
+    assert response.status_code == 201
+    engine = gateway.app.state.services.uow.engine
+
+    rows = await dump_database(engine)
+    as_text = [(t, c, v.decode("latin-1") if isinstance(v, bytes) else str(v)) for t, c, v in rows]
+    assert not [r for r in as_text if PAN in r[2]], "the PAN is stored in clear"
+    assert not [r for r in as_text if HOLDER in r[2]], "the holder name is stored in clear"
+    # Ids and ciphertexts are random and may contain any four digits: look everywhere else.
+    readable = [
+        r
+        for r in as_text
+        if r[1] not in {"pan_encrypted", "holder_name_encrypted"}
+        and not r[1].endswith("id")
+        and r[1] not in {"key_hash", "request_hash"}
+    ]
+    assert not [r for r in readable if CVV in r[2]], "the CVV is stored"
+    columns = {c["name"] for table in ("cards", "payments") for c in await _columns(engine, table)}
+    assert not [c for c in columns if "cvv" in c or "cvc" in c]
+
+    vault = CardVault(gateway.settings.encryption_keys)
+    async with engine.connect() as connection:
+        card = (
+            (
+                await connection.execute(
+                    select(cards)
+                    .join(payments, payments.c.card_id == cards.c.id)
+                    .where(payments.c.id == response.json()["id"])
+                )
+            )
+            .mappings()
+            .one()
+        )
+    assert vault.decrypt(card["pan_encrypted"]) == PAN
+    assert vault.decrypt(card["holder_name_encrypted"]) == HOLDER
+    assert (card["bin"], card["last4"], card["brand"]) == ("400000", "0002", "visa")
+
+
+async def _columns(engine: AsyncEngine, table: str) -> list[dict[str, object]]:
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: inspect(sync).get_columns(table))  # type: ignore[no-any-return]
+
+
+async def test_api_keys_are_stored_only_as_hashes(gateway: Gateway) -> None:
+    rows = await dump_database(gateway.app.state.services.uow.engine)
+    stored = " ".join(str(value) for _t, _c, value in rows)
+    for token in DEMO_MERCHANTS.values():
+        assert token not in stored
+        assert hashlib.sha256(token.encode()).hexdigest() in stored
+
+
+async def test_a_terminal_status_never_changes_even_in_sql(gateway: Gateway) -> None:
+    created = (
+        await gateway.client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+    ).json()
+    assert created["status"] == "succeeded"
+    uow_factory: SqlUnitOfWorkFactory = gateway.app.state.services.uow
+    now = datetime.now(UTC)
+
+    for attempt in (
+        Resolution(PaymentStatus.FAILED, decline_reason="bank_unavailable"),
+        Resolution(PaymentStatus.PROCESSING),
+        Resolution(PaymentStatus.SUCCEEDED, code="0", tracking_id="other"),
+    ):
+        async with uow_factory() as uow:
+            assert not await uow.payments.apply_resolution(created["id"], attempt, now, None)
+            await uow.commit()
+
+    read = await gateway.client.get(f"/api/v1/payments/{created['id']}", headers=MERCHANT_ONE)
+    assert read.json() == created
+
+
+async def test_concurrent_resolutions_apply_once(gateway: Gateway) -> None:
+    gateway.bank.answers.clear()
+    created = (
+        await gateway.client.post(
+            "/api/v1/payments", json=payment_body("4000000000009995"), headers=MERCHANT_ONE
+        )
+    ).json()
+    assert created["status"] == "processing"
+    uow_factory: SqlUnitOfWorkFactory = gateway.app.state.services.uow
+
+    async def resolve(status: PaymentStatus) -> bool:
+        async with uow_factory() as uow:
+            applied = await uow.payments.apply_resolution(
+                created["id"], Resolution(status, code="x"), datetime.now(UTC), None
+            )
+            await uow.commit()
+            return applied
+
+    results = await asyncio.gather(
+        *(resolve(PaymentStatus.SUCCEEDED if i % 2 else PaymentStatus.FAILED) for i in range(20))
+    )
+    assert results.count(True) == 1
+
+
+async def test_migrations_match_the_table_definitions(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url, pool_size=1)
+    from payment_gateway.storage.migrate import migrate
+
+    try:
+        await migrate(engine)
+        await migrate(engine)  # a second run is a no-op
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_rotating_card_keys_lets_the_old_key_go(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings = gateway_settings(
+        empty_database_url, tmp_path, card_encryption_keys=SecretStr(old_key)
+    )
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from payment_gateway.bank.fake import FakeBank
+    from payment_gateway.main import create_app
+
+    app = create_app(settings, bank=FakeBank(), run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            created = [
+                (
+                    await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+                ).json()["id"]
+                for _ in range(7)
+            ]
+    both = gateway_settings(
+        empty_database_url, tmp_path, card_encryption_keys=SecretStr(f"{new_key},{old_key}")
+    )
+    assert await rotate_card_keys(both, batch_size=3) == 0
+
+    engine = create_engine(empty_database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            tokens = (
+                (
+                    await connection.execute(
+                        select(cards.c.pan_encrypted)
+                        .join(payments, payments.c.card_id == cards.c.id)
+                        .where(payments.c.id.in_(created))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        await engine.dispose()
+    assert len(tokens) == 7
+    new_only = CardVault([new_key.encode()])
+    assert {new_only.decrypt(token) for token in tokens} == {"4242424242424242"}
+    with pytest.raises(VaultKeyError):
+        CardVault([old_key.encode()]).decrypt(tokens[0])
+
+
+@pytest.mark.mariadb
+async def test_reconcilers_on_two_replicas_claim_disjoint_batches(mysql_url: str) -> None:
+    engine = create_engine(mysql_url, pool_size=5)
+    uow_factory = SqlUnitOfWorkFactory(engine)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            # Make every open payment of earlier tests not due, then some of ours due.
+            await connection.execute(
+                update(payments)
+                .where(payments.c.status.in_(["init", "processing"]))
+                .values(next_attempt_at=now + timedelta(hours=1))
+            )
+            merchant_id = "merchant-claim-test"
+            await connection.execute(
+                merchants.insert(), {"id": merchant_id, "name": merchant_id, "created_at": now}
+            )
+            card_id = "card-claim-test"
+            await connection.execute(
+                cards.insert(),
+                {
+                    "id": card_id,
+                    "merchant_id": merchant_id,
+                    "pan_encrypted": b"x",
+                    "bin": "424242",
+                    "last4": "4242",
+                    "brand": "visa",
+                    "expiry_month": 1,
+                    "expiry_year": 2042,
+                    "created_at": now,
+                },
+            )
+            await connection.execute(
+                payments.insert(),
+                [
+                    {
+                        "id": f"claim-{i:03d}",
+                        "merchant_id": merchant_id,
+                        "card_id": card_id,
+                        "status": "processing",
+                        "amount": 1,
+                        "currency": "USD",
+                        "created_at": now,
+                        "updated_at": now,
+                        "next_attempt_at": now - timedelta(seconds=1),
+                        "attempts": 0,
+                    }
+                    for i in range(40)
+                ],
+            )
+
+        async def claim() -> list[str]:
+            async with uow_factory() as uow:
+                due = await uow.payments.claim_due(datetime.now(UTC), 15, 10, 1, 60)
+                await asyncio.sleep(0.05)  # hold the row locks while the other replica claims
+                await uow.commit()
+            return [payment.id for payment in due]
+
+        batches = await asyncio.gather(*(claim() for _ in range(4)))
+        claimed = [pid for batch in batches for pid in batch]
+        assert len(claimed) == len(set(claimed)) == 40
+        async with uow_factory() as uow:
+            assert await uow.payments.claim_due(datetime.now(UTC), 100, 10, 1, 60) == []
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(
+                payments.delete().where(payments.c.card_id == "card-claim-test")
+            )
+            await connection.execute(cards.delete().where(cards.c.id == "card-claim-test"))
+            await connection.execute(
+                merchants.delete().where(merchants.c.id == "merchant-claim-test")
+            )
+        await engine.dispose()

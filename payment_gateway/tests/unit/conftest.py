@@ -1,0 +1,152 @@
+"""Fixtures for the gateway's unit tests: in-memory fakes, an injectable clock, no I/O."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from payment_gateway.bank.fake import FakeBank
+from payment_gateway.domain.merchant import Merchant
+from payment_gateway.domain.payment import PaymentRequest
+from payment_gateway.service.merchants import MerchantService
+from payment_gateway.service.payments import PaymentPolicy, PaymentService
+from payment_gateway.service.reconcile import Reconciler, ReconcilePolicy
+from payment_gateway.storage.vault import CardVault
+
+
+def _load_fakes() -> ModuleType:
+    # --import-mode=importlib puts no test directory on sys.path: load the module by path.
+    name = "payment_gateway_unit_test_fakes"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fakes.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKES = _load_fakes()
+
+IN_FLIGHT = timedelta(seconds=8)
+IDEMPOTENCY_TTL = timedelta(hours=24)
+FIRST_RECONCILE_DELAY = timedelta(seconds=2)
+NOT_FOUND_GRACE = timedelta(seconds=30)
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@pytest.fixture
+def fakes() -> ModuleType:
+    """The fakes module, for tests that need a class rather than an instance."""
+    return FAKES
+
+
+@pytest.fixture
+def clock() -> Any:
+    return FAKES.FakeClock()
+
+
+@pytest.fixture
+def store() -> Any:
+    return FAKES.FakeStore()
+
+
+@pytest.fixture
+def uow_factory(store: Any) -> Any:
+    return FAKES.FakeUnitOfWorkFactory(store)
+
+
+@pytest.fixture
+def bank() -> FakeBank:
+    return FakeBank()
+
+
+@pytest.fixture
+def vault() -> CardVault:
+    return CardVault([Fernet.generate_key()])
+
+
+@pytest.fixture
+def payment_policy() -> PaymentPolicy:
+    return PaymentPolicy(
+        idempotency_ttl=IDEMPOTENCY_TTL,
+        in_flight=IN_FLIGHT,
+        first_reconcile_delay=FIRST_RECONCILE_DELAY,
+    )
+
+
+@pytest.fixture
+def reconcile_policy() -> ReconcilePolicy:
+    return ReconcilePolicy(
+        interval_seconds=1.0,
+        batch_size=100,
+        not_found_grace=NOT_FOUND_GRACE,
+        lease_seconds=5.0,
+        max_backoff_seconds=MAX_BACKOFF_SECONDS,
+        idempotency_ttl=IDEMPOTENCY_TTL,
+    )
+
+
+@pytest.fixture
+def make_payment_service(
+    uow_factory: Any, vault: CardVault, payment_policy: PaymentPolicy, clock: Any
+) -> Any:
+    def make(bank: Any, *, hash_key: bytes = b"unit-test-hash-key") -> PaymentService:
+        return PaymentService(uow_factory, bank, vault, hash_key, payment_policy, clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def payment_service(make_payment_service: Any, bank: FakeBank) -> PaymentService:
+    return make_payment_service(bank)
+
+
+@pytest.fixture
+def make_reconciler(uow_factory: Any, reconcile_policy: ReconcilePolicy, clock: Any) -> Any:
+    def make(bank: Any) -> Reconciler:
+        return Reconciler(uow_factory, bank, reconcile_policy, clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def merchant_service(uow_factory: Any, clock: Any) -> MerchantService:
+    return MerchantService(uow_factory, cache_seconds=0, clock=clock)
+
+
+@pytest.fixture
+def merchant() -> Merchant:
+    return Merchant("merchant-1", "merchant_one")
+
+
+@pytest.fixture
+def other_merchant() -> Merchant:
+    return Merchant("merchant-2", "merchant_two")
+
+
+@pytest.fixture
+def make_request() -> Any:
+    def make(**changes: Any) -> PaymentRequest:
+        values: dict[str, Any] = {
+            "pan": "4242424242424242",
+            "cvv": "123",
+            "expiry_month": 12,
+            "expiry_year": 2042,
+            "holder_name": "John Doe",
+            "amount": 1000,
+            "currency": "USD",
+            "reference": "order-1234",
+        }
+        values.update(changes)
+        return PaymentRequest(**values)
+
+    return make

@@ -1,0 +1,346 @@
+"""In-memory fakes of the ports in ``payment_gateway.service.ports``, for unit tests.
+
+Loaded by ``conftest.py`` (tests run with ``--import-mode=importlib``, so test modules get
+these through fixtures rather than by importing this file).
+
+Commit semantics: a unit of work copies the committed state on enter and works on that
+copy; ``commit`` publishes the rows it changed, anything else is discarded on exit. The
+idempotency claim is checked against both the working copy and the committed state, like a
+unique key would be.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.payment import (
+    OPEN_STATUSES,
+    Payment,
+    Resolution,
+    statuses_that_may_become,
+)
+from payment_gateway.service.ports import (
+    DuePayment,
+    DuplicateIdempotencyKey,
+    DuplicateMerchant,
+    IdempotencyRecord,
+    KeyedPayment,
+    StoredCard,
+)
+
+
+class FakeClock:
+    """An injectable clock: ``clock()`` is the current time, ``advance`` moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@dataclass
+class PaymentRow:
+    payment: Payment
+    card: StoredCard
+    idempotency_key: str | None
+    request_hash: str | None
+    next_attempt_at: datetime | None
+    attempts: int = 0
+
+
+@dataclass
+class KeyRow:
+    id: str
+    merchant_id: str
+    key_hash: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
+class FakeStore:
+    """The committed state every unit of work starts from."""
+
+    payments: dict[str, PaymentRow] = field(default_factory=dict)
+    merchants: dict[str, Merchant] = field(default_factory=dict)
+    merchant_created: dict[str, datetime] = field(default_factory=dict)
+    keys: dict[str, KeyRow] = field(default_factory=dict)
+    commits: int = 0
+
+    def payment(self, payment_id: str) -> Payment:
+        return self.payments[payment_id].payment
+
+    def snapshot(self) -> FakeStore:
+        return copy.deepcopy(self)
+
+
+def _claimed(rows: dict[str, PaymentRow], merchant_id: str, key: str) -> PaymentRow | None:
+    for row in rows.values():
+        if row.payment.merchant_id == merchant_id and row.idempotency_key == key:
+            return row
+    return None
+
+
+class FakePaymentRepository:
+    def __init__(self, work: FakeStore, committed: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._committed = committed
+        self._dirty = dirty
+        self.calls: list[str] = []
+
+    def _touch(self, payment_id: str) -> None:
+        self._dirty.add(payment_id)
+
+    async def add(
+        self,
+        payment: Payment,
+        card: StoredCard,
+        idempotency: IdempotencyRecord | None,
+        next_attempt_at: datetime,
+    ) -> None:
+        if payment.id in self._work.payments or payment.id in self._committed.payments:
+            raise AssertionError(f"payment id {payment.id} inserted twice")
+        if idempotency is not None and (
+            _claimed(self._work.payments, payment.merchant_id, idempotency.key)
+            or _claimed(self._committed.payments, payment.merchant_id, idempotency.key)
+        ):
+            raise DuplicateIdempotencyKey(idempotency.key)
+        self._work.payments[payment.id] = PaymentRow(
+            payment=copy.deepcopy(payment),
+            card=card,
+            idempotency_key=idempotency.key if idempotency else None,
+            request_hash=idempotency.request_hash if idempotency else None,
+            next_attempt_at=next_attempt_at,
+        )
+        self._touch(payment.id)
+
+    async def get(self, payment_id: str, merchant_id: str) -> Payment | None:
+        row = self._work.payments.get(payment_id)
+        if row is None or row.payment.merchant_id != merchant_id:
+            return None
+        return copy.deepcopy(row.payment)
+
+    async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None:
+        row = _claimed(self._work.payments, merchant_id, key)
+        if row is None:
+            return None
+        return KeyedPayment(copy.deepcopy(row.payment), row.request_hash)
+
+    async def release_idempotency_key(
+        self, payment_id: str, key: str, created_before: datetime
+    ) -> bool:
+        row = self._work.payments.get(payment_id)
+        if row is None or row.idempotency_key != key or row.payment.created_at >= created_before:
+            return False
+        row.idempotency_key = None
+        row.request_hash = None
+        self._touch(payment_id)
+        return True
+
+    async def apply_resolution(
+        self,
+        payment_id: str,
+        resolution: Resolution,
+        now: datetime,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        self.calls.append(f"apply_resolution:{payment_id}:{resolution.status.value}")
+        row = self._work.payments.get(payment_id)
+        if row is None or row.payment.status not in statuses_that_may_become(resolution.status):
+            return False
+        row.payment = replace(
+            row.payment,
+            status=resolution.status,
+            code=resolution.code,
+            decline_reason=resolution.decline_reason,
+            updated_at=now,
+            tracking_id=(
+                resolution.tracking_id
+                if resolution.tracking_id is not None
+                else row.payment.tracking_id
+            ),
+        )
+        row.next_attempt_at = next_attempt_at
+        self._touch(payment_id)
+        return True
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        backoff_base: float,
+        backoff_max: float,
+    ) -> list[DuePayment]:
+        due = sorted(
+            (
+                row
+                for row in self._work.payments.values()
+                if row.payment.status in OPEN_STATUSES
+                and row.next_attempt_at is not None
+                and row.next_attempt_at <= now
+            ),
+            key=lambda row: row.next_attempt_at or now,
+        )[:limit]
+        claimed = []
+        for row in due:
+            backoff = min(backoff_base * 2 ** min(row.attempts, 20), backoff_max)
+            row.next_attempt_at = now + timedelta(seconds=max(backoff, lease_seconds))
+            row.attempts += 1
+            self._touch(row.payment.id)
+            claimed.append(
+                DuePayment(row.payment.id, row.payment.status.value, row.payment.created_at)
+            )
+        return claimed
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
+        count = 0
+        for row in self._work.payments.values():
+            if row.idempotency_key is not None and row.payment.created_at < created_before:
+                row.idempotency_key = None
+                row.request_hash = None
+                self._touch(row.payment.id)
+                count += 1
+        return count
+
+    async def oldest_open_created_at(self) -> datetime | None:
+        open_rows = [
+            row.payment.created_at
+            for row in self._work.payments.values()
+            if row.payment.status in OPEN_STATUSES
+        ]
+        return min(open_rows, default=None)
+
+
+class FakeMerchantRepository:
+    def __init__(self, work: FakeStore, committed: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._committed = committed
+        self._dirty = dirty
+
+    async def by_key_hash(self, key_hash: str) -> Merchant | None:
+        for row in self._work.keys.values():
+            if row.key_hash == key_hash and row.revoked_at is None:
+                return self._work.merchants[row.merchant_id]
+        return None
+
+    async def by_name(self, name: str) -> Merchant | None:
+        for merchant in self._work.merchants.values():
+            if merchant.name == name:
+                return merchant
+        return None
+
+    async def add(self, merchant: Merchant, now: datetime) -> None:
+        names = {m.name for m in self._work.merchants.values()} | {
+            m.name for m in self._committed.merchants.values()
+        }
+        if merchant.name in names:
+            raise DuplicateMerchant(merchant.name)
+        self._work.merchants[merchant.id] = merchant
+        self._work.merchant_created[merchant.id] = now
+        self._dirty.add(f"merchant:{merchant.id}")
+
+    async def add_key(self, merchant_id: str, key_hash: str, prefix: str, now: datetime) -> None:
+        key_id = f"key-{len(self._work.keys) + len(self._committed.keys) + 1}"
+        self._work.keys[key_id] = KeyRow(key_id, merchant_id, key_hash, prefix, now)
+        self._dirty.add(f"key:{key_id}")
+
+    async def list_keys(self) -> list[ApiKeyInfo]:
+        rows = sorted(
+            self._work.keys.values(),
+            key=lambda r: (self._work.merchants[r.merchant_id].name, r.created_at),
+        )
+        return [
+            ApiKeyInfo(
+                r.id, self._work.merchants[r.merchant_id].name, r.prefix, r.created_at, r.revoked_at
+            )
+            for r in rows
+        ]
+
+    async def revoke_key(self, prefix: str, now: datetime) -> int:
+        count = 0
+        for row in self._work.keys.values():
+            if row.prefix == prefix and row.revoked_at is None:
+                row.revoked_at = now
+                self._dirty.add(f"key:{row.id}")
+                count += 1
+        return count
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: FakeStore, *, read_only: bool = False) -> None:
+        self._store = store
+        self.read_only = read_only
+        self._work: FakeStore | None = None
+        self._dirty: set[str] = set()
+        self._payments: FakePaymentRepository | None = None
+        self._merchants: FakeMerchantRepository | None = None
+        self.committed = False
+
+    @property
+    def payments(self) -> FakePaymentRepository:
+        assert self._payments is not None, "used outside 'async with'"
+        return self._payments
+
+    @property
+    def merchants(self) -> FakeMerchantRepository:
+        assert self._merchants is not None, "used outside 'async with'"
+        return self._merchants
+
+    async def __aenter__(self) -> Self:
+        self._work = self._store.snapshot()
+        self._dirty = set()
+        self._payments = FakePaymentRepository(self._work, self._store, self._dirty)
+        self._merchants = FakeMerchantRepository(self._work, self._store, self._dirty)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Whatever was not committed is dropped with the working copy (a rollback).
+        self._work = None
+        self._payments = None
+        self._merchants = None
+
+    async def commit(self) -> None:
+        work = self._work
+        assert work is not None, "commit outside the unit of work"
+        if self.read_only and self._dirty:
+            raise AssertionError("a read-only unit of work wrote data")
+        for item in sorted(self._dirty):
+            kind, _, ident = item.partition(":")
+            if kind == "merchant":
+                self._store.merchants[ident] = work.merchants[ident]
+                self._store.merchant_created[ident] = work.merchant_created[ident]
+            elif kind == "key":
+                self._store.keys[ident] = copy.deepcopy(work.keys[ident])
+            else:
+                self._store.payments[item] = copy.deepcopy(work.payments[item])
+        self._dirty.clear()
+        self._store.commits += 1
+        self.committed = True
+
+
+class FakeUnitOfWorkFactory:
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.opened: list[FakeUnitOfWork] = []
+
+    def __call__(self, *, read_only: bool = False) -> FakeUnitOfWork:
+        uow = FakeUnitOfWork(self.store, read_only=read_only)
+        self.opened.append(uow)
+        return uow

@@ -1,0 +1,228 @@
+"""HttpBankAdapter over a mock transport: every row of DESIGN section 2, step 7."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from payment_gateway.bank.http import HttpBankAdapter
+from payment_gateway.domain.bank import BankAnswer, BankFault
+
+Handler = Callable[[httpx.Request], httpx.Response]
+BANK_URL = "http://bank.test:8081/"
+
+
+class Recorder:
+    """A mock bank: answers with ``handler`` and keeps every request it saw."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.handler: Handler = lambda _request: httpx.Response(404)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.handler(request)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def adapter(recorder: Recorder) -> AsyncIterator[HttpBankAdapter]:
+    bank = HttpBankAdapter(BANK_URL, 2.0, transport=httpx.MockTransport(recorder))
+    yield bank
+    await bank.aclose()
+
+
+def answer(status: int = 201, **fields: Any) -> Handler:
+    body = {"transaction_id": "tx-1", "reference": "p-1", "status": "succeeded", "code": "0"}
+    body.update(fields)
+    return lambda _request: httpx.Response(status, json=body)
+
+
+def raising(exc_type: type[httpx.HTTPError]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc_type("simulated", request=request)
+
+    return handler
+
+
+async def test_deposit_sends_the_payment(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    recorder.handler = answer()
+    request = make_request(expiry_month=3, expiry_year=2031, amount=4321, currency="EUR")
+    await adapter.deposit("payment-id-1", request)
+
+    (sent,) = recorder.requests
+    assert sent.method == "POST"
+    assert str(sent.url) == "http://bank.test:8081/api/v1/deposit"
+    assert sent.headers["content-type"] == "application/json"
+    assert json.loads(sent.content) == {
+        "reference": "payment-id-1",
+        "card": {
+            "number": "4242424242424242",
+            "expiry": "03/2031",
+            "cvv": "123",
+            "holder_name": "John Doe",
+        },
+        "amount": 4321,
+        "currency": "EUR",
+    }
+
+
+async def test_deposit_sends_null_holder_name(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    recorder.handler = answer()
+    await adapter.deposit("p-2", make_request(holder_name=None, expiry_month=11))
+    body = json.loads(recorder.requests[0].content)
+    assert body["card"]["holder_name"] is None
+    assert body["card"]["expiry"] == "11/2042"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [("0", None), ("100", "insufficient_funds"), ("200", None), ("999", None)],
+)
+@pytest.mark.parametrize("status", [200, 201])
+async def test_deposit_answers(
+    adapter: HttpBankAdapter,
+    recorder: Recorder,
+    make_request: Any,
+    code: str,
+    reason: str | None,
+    status: int,
+) -> None:
+    recorder.handler = answer(status, code=code, reason=reason, transaction_id="tx-42")
+    result = await adapter.deposit("p-1", make_request())
+    assert result == BankAnswer(code=code, reason=reason, transaction_id="tx-42")
+
+
+async def test_deposit_answer_with_odd_field_types(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    recorder.handler = answer(code="100", reason=123, transaction_id=7)
+    result = await adapter.deposit("p-1", make_request())
+    assert result == BankAnswer(code="100", reason=None, transaction_id="7")
+
+
+async def test_deposit_long_transaction_id_is_truncated(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    recorder.handler = answer(transaction_id="x" * 500)
+    result = await adapter.deposit("p-1", make_request())
+    assert isinstance(result, BankAnswer)
+    assert result.transaction_id == "x" * 64
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "fault"),
+    [
+        (httpx.ConnectError, BankFault.NOT_SENT),
+        (httpx.ConnectTimeout, BankFault.NOT_SENT),
+        (httpx.PoolTimeout, BankFault.NOT_SENT),
+        (httpx.ReadTimeout, BankFault.UNCERTAIN),
+        (httpx.WriteTimeout, BankFault.UNCERTAIN),
+        (httpx.ReadError, BankFault.UNCERTAIN),
+        (httpx.WriteError, BankFault.UNCERTAIN),
+        (httpx.RemoteProtocolError, BankFault.UNCERTAIN),
+    ],
+)
+async def test_deposit_transport_errors(
+    adapter: HttpBankAdapter,
+    recorder: Recorder,
+    make_request: Any,
+    exc_type: type[httpx.HTTPError],
+    fault: BankFault,
+) -> None:
+    recorder.handler = raising(exc_type)
+    assert await adapter.deposit("p-1", make_request()) is fault
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 415, 422])
+async def test_deposit_client_errors_are_rejections(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, status: int
+) -> None:
+    recorder.handler = answer(status)  # even with a body that looks like an answer
+    assert await adapter.deposit("p-1", make_request()) is BankFault.REJECTED
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 202, 204, 302])
+async def test_deposit_uncertain_statuses(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, status: int
+) -> None:
+    recorder.handler = answer(status)
+    assert await adapter.deposit("p-1", make_request()) is BankFault.UNCERTAIN
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"<html>gateway timeout</html>",
+        b"{not json",
+        b"[]",
+        b'[{"code": "0"}]',
+        b'"0"',
+        b"0",
+        b"null",
+        b"{}",
+        b'{"transaction_id": "tx-1", "status": "succeeded"}',
+        b'{"code": 0}',
+        b'{"code": null}',
+        b'{"code": ["0"]}',
+    ],
+)
+async def test_deposit_unreadable_answers_are_uncertain(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, content: bytes
+) -> None:
+    recorder.handler = lambda _request: httpx.Response(
+        201, content=content, headers={"content-type": "application/json"}
+    )
+    assert await adapter.deposit("p-1", make_request()) is BankFault.UNCERTAIN
+
+
+async def test_inquire_found(adapter: HttpBankAdapter, recorder: Recorder) -> None:
+    recorder.handler = answer(200, code="0", transaction_id="tx-5")
+    result = await adapter.inquire("payment-7")
+    assert result == BankAnswer(code="0", reason=None, transaction_id="tx-5")
+    (sent,) = recorder.requests
+    assert sent.method == "GET"
+    assert str(sent.url) == "http://bank.test:8081/api/v1/deposits/payment-7"
+
+
+async def test_inquire_not_found(adapter: HttpBankAdapter, recorder: Recorder) -> None:
+    recorder.handler = lambda _request: httpx.Response(404, json={"detail": "no such deposit"})
+    assert await adapter.inquire("payment-7") is None
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 400, 401, 408, 429, 201])
+async def test_inquire_other_statuses_are_uncertain(
+    adapter: HttpBankAdapter, recorder: Recorder, status: int
+) -> None:
+    recorder.handler = answer(status)
+    assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN
+
+
+@pytest.mark.parametrize(
+    "exc_type", [httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ReadError]
+)
+async def test_inquire_transport_errors_are_uncertain(
+    adapter: HttpBankAdapter, recorder: Recorder, exc_type: type[httpx.HTTPError]
+) -> None:
+    recorder.handler = raising(exc_type)
+    assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN
+
+
+async def test_inquire_garbage_body_is_uncertain(
+    adapter: HttpBankAdapter, recorder: Recorder
+) -> None:
+    recorder.handler = lambda _request: httpx.Response(200, content=b"garbage")
+    assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN

@@ -1,0 +1,580 @@
+"""deployments/: schema validation (offline, strict) and cross-checks between the manifests.
+
+Schema validation uses kubernetes-validate's bundled OpenAPI-derived JSON schemas in strict
+mode (unknown fields are errors), so a typo such as `readinesProbe` fails here rather than being
+silently dropped by the API server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
+# Validated against the oldest Kubernetes minor we support and the newest the pinned
+# kubernetes-validate ships. Bump both together with the dev dependency.
+K8S_VERSIONS = ("1.33.0", "1.37.0")
+# Not applied by kustomize: documentation only.
+EXAMPLE_FILES = frozenset({"secret.example.yaml"})
+
+MANIFEST_FILES = sorted(
+    p.name for p in DEPLOYMENTS.glob("*.yaml") if p.name != "kustomization.yaml"
+)
+
+GATEWAY = "payment-gateway"
+BANK = "bank-simulator"
+MIGRATION_JOB = "payment-gateway-migrate"
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    with (DEPLOYMENTS / name).open(encoding="utf-8") as stream:
+        return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+
+
+@pytest.fixture(scope="module")
+def kustomization() -> dict[str, Any]:
+    (doc,) = _documents("kustomization.yaml")
+    return doc
+
+
+@pytest.fixture(scope="module")
+def resources(kustomization: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object kustomize would render (the files listed in kustomization.yaml)."""
+    return [doc for name in kustomization["resources"] for doc in _documents(name)]
+
+
+def _find(resources: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected exactly one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def _pod_specs(resources: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for r in resources:
+        if r["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
+            yield f"{r['kind']}/{r['metadata']['name']}", r["spec"]["template"]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels + matchExpressions)."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _container(pod_template: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    containers = pod_template["spec"]["containers"]
+    if name is None:
+        assert len(containers) == 1
+        return containers[0]
+    (container,) = [c for c in containers if c["name"] == name]
+    return container
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("filename", MANIFEST_FILES)
+def test_manifest_is_valid_against_the_kubernetes_schema(filename: str, version: str) -> None:
+    documents = _documents(filename)
+    assert documents, f"{filename} is empty"
+    for doc in documents:
+        # Raises ValidationError (with the failing path) or SchemaNotFoundError.
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_strict_validation_rejects_unknown_fields() -> None:
+    """Guards the test above: the validator must really be strict, offline, for our version."""
+    (deployment,) = _documents("gateway-deployment.yaml")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+
+
+# --------------------------------------------------------------------------- kustomization
+
+
+def test_kustomization_lists_every_manifest_and_nothing_else(kustomization: dict[str, Any]) -> None:
+    listed = kustomization["resources"]
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert len(listed) == len(set(listed)), "duplicate resources"
+    for name in listed:
+        assert (DEPLOYMENTS / name).is_file(), f"{name} is listed but does not exist"
+    assert set(listed) == set(MANIFEST_FILES) - EXAMPLE_FILES
+
+
+def test_no_secret_values_and_no_namespace_in_the_applied_manifests(
+    resources: list[dict[str, Any]], kustomization: dict[str, Any]
+) -> None:
+    assert all(r["kind"] != "Secret" for r in resources), "Secrets are created out of band"
+    assert "secretGenerator" not in kustomization
+    # Namespace-agnostic: the overlay or `kubectl -n` chooses it.
+    assert "namespace" not in kustomization
+    for r in resources:
+        assert "namespace" not in r["metadata"], f"{r['kind']}/{r['metadata']['name']}"
+
+
+def test_every_image_is_pinned_by_the_kustomization(
+    resources: list[dict[str, Any]], kustomization: dict[str, Any]
+) -> None:
+    pins = {image["name"]: image for image in kustomization.get("images", [])}
+    for where, template in _pod_specs(resources):
+        for container in template["spec"]["containers"]:
+            image = container["image"]
+            pin = pins.get(image)
+            if pin is not None:
+                assert pin.get("newTag") or pin.get("digest"), f"{image}: no tag or digest"
+                assert pin.get("newTag") != "latest"
+            else:
+                assert re.search(r"(:[\w.-]+|@sha256:[0-9a-f]{64})$", image), where
+                assert not image.endswith(":latest"), where
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+def test_workload_selectors_match_their_pod_labels(resources: list[dict[str, Any]]) -> None:
+    for r in resources:
+        if r["kind"] == "Deployment":
+            labels = r["spec"]["template"]["metadata"]["labels"]
+            assert _selects(r["spec"]["selector"], labels), r["metadata"]["name"]
+
+
+def test_each_service_selects_exactly_one_deployment_and_its_port(
+    resources: list[dict[str, Any]],
+) -> None:
+    deployments = [r for r in resources if r["kind"] == "Deployment"]
+    services = [r for r in resources if r["kind"] == "Service"]
+    assert {s["metadata"]["name"] for s in services} == {GATEWAY, BANK}
+    for service in services:
+        selector = {"matchLabels": service["spec"]["selector"]}
+        targets = [
+            d
+            for d in deployments
+            if _selects(selector, d["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert [d["metadata"]["name"] for d in targets] == [service["metadata"]["name"]]
+        # ... and never the migration Job's pods.
+        job = _find(resources, "Job", MIGRATION_JOB)
+        assert not _selects(selector, job["spec"]["template"]["metadata"]["labels"])
+        ports = {
+            p.get("name"): p["containerPort"]
+            for c in targets[0]["spec"]["template"]["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        for port in service["spec"]["ports"]:
+            target = port["targetPort"]
+            assert target in ports or target in ports.values(), f"{service['metadata']['name']}"
+
+
+def test_hpa_scales_the_gateway_on_cpu(resources: list[dict[str, Any]]) -> None:
+    (hpa,) = [r for r in resources if r["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        GATEWAY,
+    )
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    assert any(
+        m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["spec"]["metrics"]
+    )
+    gateway = _find(resources, "Deployment", GATEWAY)
+    # The HPA owns the replica count; a fixed one would be reset on every apply.
+    assert "replicas" not in gateway["spec"]
+    # CPU utilisation is relative to the request, which must therefore be set.
+    assert _container(gateway["spec"]["template"])["resources"]["requests"]["cpu"]
+
+
+def test_pdb_protects_the_gateway(resources: list[dict[str, Any]]) -> None:
+    (pdb,) = [r for r in resources if r["kind"] == "PodDisruptionBudget"]
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    gateway = _find(resources, "Deployment", GATEWAY)
+    assert _selects(pdb["spec"]["selector"], gateway["spec"]["template"]["metadata"]["labels"])
+    job = _find(resources, "Job", MIGRATION_JOB)
+    assert not _selects(pdb["spec"]["selector"], job["spec"]["template"]["metadata"]["labels"])
+    (hpa,) = [r for r in resources if r["kind"] == "HorizontalPodAutoscaler"]
+    # Otherwise no node could ever be drained.
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _probe_paths(container: dict[str, Any]) -> dict[str, str]:
+    return {
+        kind: container[kind]["httpGet"]["path"]
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+        if kind in container
+    }
+
+
+def check_probe_paths(paths: dict[str, str], routes: Container[str]) -> None:
+    """Every probe path must be a route the application serves."""
+    missing = {kind: path for kind, path in paths.items() if path not in routes}
+    assert not missing, f"probe paths not served by the app: {missing}"
+
+
+def test_gateway_probes(resources: list[dict[str, Any]], facts: Any) -> None:
+    container = _container(_find(resources, "Deployment", GATEWAY)["spec"]["template"])
+    paths = _probe_paths(container)
+    # Readiness follows the database; liveness only the process (a database outage must take the
+    # pod out of the Service, not restart it).
+    assert paths["readinessProbe"] == "/readyz"
+    assert paths["livenessProbe"] == "/healthz"
+    check_probe_paths(paths, facts.gateway_health_routes)
+    for kind in paths:
+        assert container[kind]["httpGet"]["port"] in {"http", facts.gateway_port}
+
+
+def test_bank_probes(resources: list[dict[str, Any]], facts: Any) -> None:
+    container = _container(_find(resources, "Deployment", BANK)["spec"]["template"])
+    paths = _probe_paths(container)
+    assert {"readinessProbe", "livenessProbe"} <= paths.keys()
+    check_probe_paths(paths, facts.bank_health_routes)
+
+
+def test_gateway_probe_paths_are_routes_of_the_gateway_app(
+    resources: list[dict[str, Any]], served_paths: Any
+) -> None:
+    container = _container(_find(resources, "Deployment", GATEWAY)["spec"]["template"])
+    paths = _probe_paths(container)
+    check_probe_paths(paths, served_paths("payment_gateway.main", paths.values()))
+
+
+def test_bank_probe_paths_are_routes_of_the_bank_app(
+    resources: list[dict[str, Any]], served_paths: Any
+) -> None:
+    container = _container(_find(resources, "Deployment", BANK)["spec"]["template"])
+    paths = _probe_paths(container)
+    check_probe_paths(paths, served_paths("bank_simulator.main", paths.values()))
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _env_names(container: dict[str, Any]) -> set[str]:
+    return {e["name"] for e in container.get("env", [])}
+
+
+def _secret_refs(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """env var name -> (Secret name, key) for every secretKeyRef."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def test_gateway_secrets_come_from_the_secret(resources: list[dict[str, Any]], facts: Any) -> None:
+    container = _container(_find(resources, "Deployment", GATEWAY)["spec"]["template"])
+    refs = _secret_refs(container)
+    assert set(refs) == facts.gateway_secret_settings
+    for env_name, (secret, key) in refs.items():
+        assert secret == facts.secret_name
+        assert key == env_name
+    # No literal value for a secret anywhere in the container spec.
+    for entry in container.get("env", []):
+        assert "value" not in entry or entry["name"] not in facts.gateway_secret_settings
+
+
+def test_migration_job_uses_the_same_secret_keys(
+    resources: list[dict[str, Any]], facts: Any
+) -> None:
+    container = _container(_find(resources, "Job", MIGRATION_JOB)["spec"]["template"])
+    refs = _secret_refs(container)
+    assert "DATABASE_URL" in refs
+    assert set(refs) <= facts.gateway_secret_settings
+    assert {secret for secret, _ in refs.values()} == {facts.secret_name}
+    assert all(key == env_name for env_name, (_, key) in refs.items())
+
+
+def test_secret_example_has_exactly_the_referenced_keys(facts: Any) -> None:
+    (secret,) = _documents("secret.example.yaml")
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == facts.secret_name
+    assert set(secret["stringData"]) == facts.gateway_secret_settings
+    # Placeholders only: nothing that could be mistaken for a working credential.
+    assert all("CHANGE-ME" in value for value in secret["stringData"].values())
+
+
+def test_gateway_configmap_holds_production_settings_and_no_secrets(
+    resources: list[dict[str, Any]], facts: Any
+) -> None:
+    config = _find(resources, "ConfigMap", "payment-gateway-config")["data"]
+    assert not set(config) & facts.gateway_secret_settings
+    assert set(config) <= facts.gateway_plain_settings | facts.uvicorn_settings
+    assert config["AUTO_MIGRATE"] == "false"
+    assert config["APP_ENV"] == "production"
+    assert config["DEMO_MERCHANTS"] == "false"
+    assert config["BANK_URL"] == f"http://{BANK}:{facts.bank_port}"
+    for template_owner in (
+        _find(resources, "Deployment", GATEWAY),
+        _find(resources, "Job", MIGRATION_JOB),
+    ):
+        container = _container(template_owner["spec"]["template"])
+        assert container["envFrom"] == [{"configMapRef": {"name": "payment-gateway-config"}}]
+        assert _env_names(container) <= facts.gateway_secret_settings
+
+
+def test_bank_env_is_bank_settings(resources: list[dict[str, Any]], facts: Any) -> None:
+    container = _container(_find(resources, "Deployment", BANK)["spec"]["template"])
+    assert _env_names(container) <= facts.bank_settings
+    assert not _secret_refs(container)
+
+
+def test_settings_names_are_the_gateway_settings(facts: Any) -> None:
+    """The names used in these files are fields of the gateway's settings class."""
+    config = pytest.importorskip(
+        "payment_gateway.config", reason="payment_gateway.config is not importable yet"
+    )
+    from pydantic_settings import BaseSettings
+
+    names: set[str] = set()
+    for obj in vars(config).values():
+        if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj is not BaseSettings:
+            prefix = str(obj.model_config.get("env_prefix", "")).upper()
+            for field_name, info in obj.model_fields.items():
+                alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+                names.add((alias or prefix + field_name).upper())
+    if not names:
+        pytest.skip("no pydantic-settings class in payment_gateway.config yet")
+    assert facts.gateway_settings <= names, sorted(facts.gateway_settings - names)
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize(
+    "owner", [f"Deployment/{GATEWAY}", f"Deployment/{BANK}", f"Job/{MIGRATION_JOB}"]
+)
+def test_pods_are_hardened(resources: list[dict[str, Any]], facts: Any, owner: str) -> None:
+    kind, name = owner.split("/")
+    template = _find(resources, kind, name)["spec"]["template"]
+    pod = template["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == facts.app_uid
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "hostNetwork" not in pod
+    assert "hostPID" not in pod
+
+    tmp_volumes = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    for container in pod["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["runAsNonRoot"] is True
+        assert ctx["runAsUser"] == facts.app_uid
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx.get("privileged", False) is False
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert not ctx["capabilities"].get("add")
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+        # A read-only root filesystem needs a writable /tmp.
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts.get("/tmp") in tmp_volumes  # noqa: S108 - a mount path, not a temp file
+        resources_ = container["resources"]
+        for section in ("requests", "limits"):
+            assert {"cpu", "memory"} <= resources_[section].keys(), f"{name}: {section}"
+
+
+def test_gateway_drains_before_it_stops(
+    resources: list[dict[str, Any]], gateway_graceful_shutdown_seconds: int
+) -> None:
+    deployment = _find(resources, "Deployment", GATEWAY)
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment["spec"]["template"])
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pre_stop = int(command[1])
+    assert pre_stop >= 5, "endpoint removal needs a few seconds to propagate"
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace >= 40
+    # The grace period covers the preStop sleep AND uvicorn's drain of in-flight payments.
+    assert grace > pre_stop + gateway_graceful_shutdown_seconds
+    # Rollouts never reduce capacity.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_bank_simulator_is_a_single_process(resources: list[dict[str, Any]]) -> None:
+    """Its transactions live in memory: two pods would disagree about them."""
+    deployment = _find(resources, "Deployment", BANK)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert not [
+        r
+        for r in resources
+        if r["kind"] == "HorizontalPodAutoscaler" and r["spec"]["scaleTargetRef"]["name"] == BANK
+    ]
+
+
+def test_migration_job(resources: list[dict[str, Any]]) -> None:
+    job = _find(resources, "Job", MIGRATION_JOB)
+    spec = job["spec"]
+    assert spec["backoffLimit"] >= 1
+    assert spec["ttlSecondsAfterFinished"] > 0
+    assert spec["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+    container = _container(spec["template"])
+    assert container["command"] == ["python", "-m", "payment_gateway", "migrate"]
+    gateway = _container(_find(resources, "Deployment", GATEWAY)["spec"]["template"])
+    assert container["image"] == gateway["image"], "migrations must come from the gateway image"
+
+
+# --------------------------------------------------------------------------- network policies
+
+
+@pytest.fixture(scope="module")
+def pod_labels(resources: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    def labels(kind: str, name: str) -> dict[str, str]:
+        result: dict[str, str] = _find(resources, kind, name)["spec"]["template"]["metadata"][
+            "labels"
+        ]
+        return result
+
+    return {
+        "gateway": labels("Deployment", GATEWAY),
+        "bank": labels("Deployment", BANK),
+        "migration": labels("Job", MIGRATION_JOB),
+    }
+
+
+def _policies(
+    resources: list[dict[str, Any]], labels: dict[str, str], policy_type: str
+) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in resources
+        if r["kind"] == "NetworkPolicy"
+        and policy_type in r["spec"]["policyTypes"]
+        and _selects(r["spec"]["podSelector"], labels)
+    ]
+
+
+def _ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(p.get("protocol", "TCP"), p["port"]) for p in rule.get("ports", [])}
+
+
+def _peer_admits(peer: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Would this `from`/`to` peer admit a pod with these labels in the same namespace?"""
+    if "ipBlock" in peer:
+        return True  # pod IPs may fall inside it: treat as admitting
+    if "namespaceSelector" in peer and peer["namespaceSelector"] != {}:
+        return False  # another namespace (this namespace's name is not known here)
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def _ingress_allowed(
+    resources: list[dict[str, Any]], source: dict[str, str], target: dict[str, str], port: int
+) -> bool:
+    policies = _policies(resources, target, "Ingress")
+    assert policies, "every pod must be covered by an ingress policy (default deny)"
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            ports = _ports(rule)
+            if ports and ("TCP", port) not in ports:
+                continue
+            peers = rule.get("from")
+            if not peers or any(_peer_admits(peer, source) for peer in peers):
+                return True
+    return False
+
+
+def test_default_deny_ingress_for_the_namespace(resources: list[dict[str, Any]]) -> None:
+    assert any(
+        r["kind"] == "NetworkPolicy"
+        and r["spec"]["podSelector"] == {}
+        and r["spec"]["policyTypes"] == ["Ingress"]
+        and not r["spec"].get("ingress")
+        for r in resources
+    )
+
+
+def test_only_the_gateway_reaches_the_bank_simulator(
+    resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]], facts: Any
+) -> None:
+    bank, port = pod_labels["bank"], facts.bank_port
+    assert _ingress_allowed(resources, pod_labels["gateway"], bank, port)
+    assert not _ingress_allowed(resources, pod_labels["migration"], bank, port)
+    assert not _ingress_allowed(resources, {"app": "anything-else"}, bank, port)
+    # No peer outside the namespace either.
+    for policy in _policies(resources, bank, "Ingress"):
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), "an ingress rule without `from` admits everyone"
+            for peer in rule["from"]:
+                assert set(peer) == {"podSelector"}
+
+
+def test_gateway_accepts_traffic_on_its_port(
+    resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]], facts: Any
+) -> None:
+    gateway = pod_labels["gateway"]
+    assert _ingress_allowed(resources, {"app": "ingress-controller"}, gateway, facts.gateway_port)
+    for policy in _policies(resources, gateway, "Ingress"):
+        for rule in policy["spec"].get("ingress", []):
+            assert _ports(rule) == {("TCP", facts.gateway_port)}, "only the API port is open"
+
+
+def _egress_rules(resources: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    policies = _policies(resources, labels, "Egress")
+    assert policies, "egress must be restricted"
+    return [rule for p in policies for rule in p["spec"].get("egress", [])]
+
+
+def _is_dns_rule(rule: dict[str, Any]) -> bool:
+    return _ports(rule) <= {("UDP", 53), ("TCP", 53)}
+
+
+def test_gateway_egress_is_bank_mysql_and_dns_only(
+    resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]], facts: Any
+) -> None:
+    rules = _egress_rules(resources, pod_labels["gateway"])
+    opened: set[tuple[str, int]] = set()
+    for rule in rules:
+        ports = _ports(rule)
+        assert ports, "an egress rule without ports opens every port"
+        opened |= ports
+        if ("TCP", facts.bank_port) in ports:
+            assert ports == {("TCP", facts.bank_port)}
+            assert rule["to"], "the bank rule must name the bank pods"
+            for peer in rule["to"]:
+                assert set(peer) == {"podSelector"}
+                assert _selects(peer["podSelector"], pod_labels["bank"])
+                assert not _selects(peer["podSelector"], pod_labels["gateway"])
+        elif ports != {("TCP", 3306)}:
+            assert _is_dns_rule(rule)
+    assert opened == {("TCP", facts.bank_port), ("TCP", 3306), ("UDP", 53), ("TCP", 53)}
+
+
+def test_migration_egress_is_mysql_and_dns_only(
+    resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]]
+) -> None:
+    for rule in _egress_rules(resources, pod_labels["migration"]):
+        assert _ports(rule), "an egress rule without ports opens every port"
+        assert _ports(rule) == {("TCP", 3306)} or _is_dns_rule(rule)
+
+
+def test_bank_simulator_has_no_egress(
+    resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]]
+) -> None:
+    assert _egress_rules(resources, pod_labels["bank"]) == []
