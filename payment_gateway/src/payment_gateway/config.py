@@ -56,6 +56,8 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"APP_ENV=production requires {', '.join(missing)} to be set")
+        if not [k for k in self.card_encryption_keys.get_secret_value().split(",") if k.strip()]:
+            raise ValueError("CARD_ENCRYPTION_KEYS holds no key")
         if self.demo_merchants:
             raise ValueError("APP_ENV=production refuses DEMO_MERCHANTS=true")
         if not self.database_url:

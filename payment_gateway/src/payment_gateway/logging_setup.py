@@ -1,11 +1,51 @@
-"""Logging: structured JSON in production, readable console lines in development."""
+"""Logging: structured JSON in production, readable console lines in development.
+
+Every line passes a redaction guard first, so a card number or bearer token that slips into
+a message by mistake is masked before it is written.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+from payment_gateway.domain.card import luhn_valid
+
+_PAN_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){11,18}(?!\d)")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+
+
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group())
+    return f"[PAN ****{digits[-4:]}]" if luhn_valid(digits) else match.group()
+
+
+def redact_text(text: str) -> str:
+    return _BEARER.sub(r"\1[REDACTED]", _PAN_CANDIDATE.sub(_mask_pan, text))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    return value
+
+
+def redact_card_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask PANs and bearer tokens in every field of the event."""
+    for key, value in event_dict.items():
+        event_dict[key] = _redact(value)
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
@@ -25,6 +65,7 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_card_data,  # last before rendering: sees messages, fields and tracebacks
             renderer,
         ],
     )
@@ -33,12 +74,17 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Route uvicorn's own lines through the same formatter and guard.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers[:] = []
+        uvicorn_logger.propagate = True
+    # Per-request lines from the HTTP client and server, and driver chatter, are noise.
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    # Per-request lines from the HTTP client and server add noise, not information.
-    for noisy in ("uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

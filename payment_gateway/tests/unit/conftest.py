@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-
 from payment_gateway.bank.fake import FakeBank
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.service.merchants import MerchantService
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
-from payment_gateway.service.reconcile import Reconciler, ReconcilePolicy
+from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
 from payment_gateway.storage.vault import CardVault
 
 
@@ -27,7 +26,8 @@ def _load_fakes() -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fakes.py"))
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while being built
     spec.loader.exec_module(module)

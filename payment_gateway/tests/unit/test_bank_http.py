@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.domain.bank import BankAnswer, BankFault
 
@@ -226,3 +227,51 @@ async def test_inquire_garbage_body_is_uncertain(
 ) -> None:
     recorder.handler = lambda _request: httpx.Response(200, content=b"garbage")
     assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN
+
+
+async def test_deposit_long_reason_fits_the_decline_reason_column(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    """The reason becomes ``payments.decline_reason``, a String(64) column.
+
+    The adapter bounds ``transaction_id`` to its 64-character column but not ``reason``: a
+    bank answering a long reason makes the guarded update fail on MySQL (data too long), on
+    every attempt, so the payment would stay open forever. It must arrive bounded.
+    """
+    recorder.handler = answer(code="100", reason="r" * 500)
+    result = await adapter.deposit("p-1", make_request())
+    assert isinstance(result, BankAnswer)
+    assert result.reason is not None
+    assert 0 < len(result.reason) <= 64
+
+
+class DrippingTransport(httpx.AsyncBaseTransport):
+    """A bank that took the request and is slow to answer (httpx's per-read timeouts
+    cannot catch a bank that keeps dripping bytes; a mock transport is not subject to them)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        await asyncio.sleep(self.delay)
+        return httpx.Response(201, json={"code": "0", "transaction_id": "late"})
+
+
+@pytest.mark.parametrize("call", ["deposit", "inquire"])
+async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: Any, call: str) -> None:
+    transport = DrippingTransport(delay=3.0)
+    bank = HttpBankAdapter(BANK_URL, 0.05, transport=transport)
+    try:
+        started = time.monotonic()
+        if call == "deposit":
+            result = await bank.deposit("p-1", make_request())
+        else:
+            result = await bank.inquire("p-1")
+        elapsed = time.monotonic() - started
+    finally:
+        await bank.aclose()
+    assert transport.requests == 1
+    assert result is BankFault.UNCERTAIN  # it may have been charged: reconcile
+    assert elapsed < 1.5

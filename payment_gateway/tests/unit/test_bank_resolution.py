@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from payment_gateway.domain.bank import BankAnswer, BankFault, resolve_deposit
 from payment_gateway.domain.payment import PaymentStatus
 

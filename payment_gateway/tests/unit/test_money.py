@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from payment_gateway.domain.money import (
     ACTIVE_CURRENCIES,
     MAX_AMOUNT,

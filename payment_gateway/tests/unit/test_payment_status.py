@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import (
     OPEN_STATUSES,

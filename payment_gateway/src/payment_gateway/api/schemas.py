@@ -29,8 +29,10 @@ def _whole_number(value: Any) -> Any:
         raise PydanticCustomError("int_type", "must be a whole number")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 4:
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else None
+    # isascii(): str.isdigit() also accepts superscripts and other scripts' digits.
+    if text and text.isascii() and text.isdigit() and len(text) <= 4:
+        return int(text)
     raise PydanticCustomError("int_type", "must be a whole number, or a string of digits")
 
 
@@ -60,6 +62,7 @@ class CardCreate(BaseModel):
         str,
         Field(
             strict=True,
+            repr=False,
             min_length=12,
             max_length=64,
             pattern=r"^[0-9 ]+$",
@@ -75,12 +78,13 @@ class CardCreate(BaseModel):
         str,
         Field(
             strict=True,
+            repr=False,
             pattern=r"^[0-9]{3,4}$",
             description="Sent to the bank only: never stored, never logged.",
             examples=["123"],
         ),
     ]
-    holder_name: Annotated[str | None, Field(strict=True, max_length=100)] = None
+    holder_name: Annotated[str | None, Field(strict=True, max_length=100, repr=False)] = None
 
     @field_validator("number")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,9 +27,11 @@ class HttpBankAdapter:
         max_connections: int = 200,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # httpx's timeout bounds each phase (connect, write, each read); a bank dripping bytes
+        # could stretch a call far beyond it, so the whole call also gets one deadline.
+        self._deadline = timeout_seconds + 0.25
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            # One deadline for the whole call so the merchant's answer is bounded.
             timeout=httpx.Timeout(timeout_seconds),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -55,11 +58,12 @@ class HttpBankAdapter:
             }
         )
         try:
-            response = await self._client.post("/api/v1/deposit", content=body)
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.post("/api/v1/deposit", content=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("bank unreachable for payment %s: %s", payment_id, type(exc).__name__)
             return BankFault.NOT_SENT
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             # Sent, or possibly sent: the bank may have charged. Reconcile, never retry blind.
             log.warning("bank call for payment %s ended in %s", payment_id, type(exc).__name__)
             return BankFault.UNCERTAIN
@@ -75,8 +79,9 @@ class HttpBankAdapter:
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         try:
-            response = await self._client.get(f"/api/v1/deposits/{payment_id}")
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.get(f"/api/v1/deposits/{payment_id}")
+        except (httpx.HTTPError, TimeoutError) as exc:
             log.info("bank inquiry for %s failed: %s", payment_id, type(exc).__name__)
             return BankFault.UNCERTAIN
         if response.status_code == 404:
@@ -99,6 +104,6 @@ def _parse_answer(content: bytes, payment_id: str) -> BankAnswer | BankFault:
         return BankFault.UNCERTAIN
     return BankAnswer(
         code=code,
-        reason=reason if isinstance(reason, str) else None,
+        reason=reason[:64] if isinstance(reason, str) else None,  # fits decline_reason
         transaction_id=str(transaction_id)[:64] if transaction_id is not None else None,
     )

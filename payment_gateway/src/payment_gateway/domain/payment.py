@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -104,14 +105,15 @@ class PaymentRequest:
 
     def fingerprint_material(self) -> bytes:
         """A canonical encoding of the content, for keyed hashing (never stored as is)."""
-        parts = (
+        # JSON keeps field boundaries unambiguous whatever characters the fields contain.
+        fields = [
             self.pan,
             self.cvv,
-            str(self.expiry_month),
-            str(self.expiry_year),
-            self.holder_name or "",
-            str(self.amount),
+            self.expiry_month,
+            self.expiry_year,
+            self.holder_name,
+            self.amount,
             self.currency,
-            self.reference or "",
-        )
-        return "\x1f".join(parts).encode()
+            self.reference,
+        ]
+        return json.dumps(fields, ensure_ascii=False).encode()

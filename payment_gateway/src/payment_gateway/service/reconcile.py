@@ -76,10 +76,14 @@ class Reconciler:
             return False  # try again after the backoff the claim already set
         else:
             resolution = resolve_deposit(answer)
+        next_look = None
         if not resolution.status.is_terminal:
-            return False
+            if payment.status != PaymentStatus.INIT:
+                return False  # still processing: look again after the claim's backoff
+            # A dead request's payment the bank holds as pending: out of `init`, still watched.
+            next_look = now + timedelta(seconds=self._policy.interval_seconds)
         async with self._uow() as uow:
-            applied = await uow.payments.apply_resolution(payment.id, resolution, now, None)
+            applied = await uow.payments.apply_resolution(payment.id, resolution, now, next_look)
             await uow.commit()
         if applied:
             log.info("reconciled payment %s to %s", payment.id, resolution.status.value)

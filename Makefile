@@ -1,0 +1,59 @@
+# Everything a developer or CI needs. `make run` and `make test` build .venv when missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+# Use the uv on PATH if there is one, else a private copy installed from PyPI.
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+STAMP := $(VENV)/.synced
+
+GATEWAY_PORT ?= 8080
+BANK_PORT ?= 8081
+
+.PHONY: help install run test test-fast lint format openapi bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): uv.lock pyproject.toml payment_gateway/pyproject.toml bank_simulator/pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $(STAMP)
+
+install: $(STAMP) ## Build .venv: both services (editable) and the dev tools, as locked
+
+run: $(STAMP) ## Run the bank simulator (:8081) and the gateway (:8080) on embedded SQLite
+	@echo "gateway http://127.0.0.1:$(GATEWAY_PORT)/docs  bank http://127.0.0.1:$(BANK_PORT)  (Ctrl-C stops both)"
+	@trap 'kill 0' EXIT; \
+	$(BIN)/uvicorn bank_simulator.main:app --port $(BANK_PORT) --no-access-log & \
+	BANK_URL=http://127.0.0.1:$(BANK_PORT) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT)
+
+test: $(STAMP) ## All tests: unit, integration (SQLite + MariaDB), e2e, deployment files, fuzzing
+	$(BIN)/pytest
+
+test-fast: $(STAMP) ## Unit tests only
+	$(BIN)/pytest payment_gateway/tests/unit bank_simulator/tests/unit
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+openapi: $(STAMP) ## Regenerate openapi.yaml from the gateway app
+	$(BIN)/python tools/export_openapi.py > openapi.yaml
+
+bench: $(STAMP) ## Benchmark the full stack (see bench/README.md)
+	$(BIN)/python bench/run.py
+
+clean: ## Remove the venv, caches and local data
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,119 @@
+"""Both services as real processes (uvicorn), on free local ports, from a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_service(
+    name: str, app: str, port: int, workdir: Path, env: dict[str, str], *extra: str
+) -> Service:
+    log_path = workdir / f"{name}.log"
+    process = subprocess.Popen(
+        [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), *extra],
+        cwd=workdir,  # any directory will do: nothing is looked up relative to it but var/
+        env={**os.environ, **env},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so workers die with it
+    )
+    service = Service(name, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited at start:\n{service.log()}")
+        try:
+            if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    service.stop(signal.SIGKILL)
+    raise RuntimeError(f"{name} did not become healthy:\n{service.log()}")
+
+
+@dataclass
+class Stack:
+    bank: Service
+    gateway: Service
+    workdir: Path
+    services: list[Service] = field(default_factory=list)
+
+
+def bank_env(**overrides: str) -> dict[str, str]:
+    return {"PENDING_SETTLE_SECONDS": "1", "LOG_LEVEL": "INFO", **overrides}
+
+
+def gateway_env(workdir: Path, bank_url: str, **overrides: str) -> dict[str, str]:
+    return {
+        "DATA_DIR": str(workdir / "var"),
+        "BANK_URL": bank_url,
+        "BANK_TIMEOUT_SECONDS": "2",
+        "RECONCILE_INTERVAL_SECONDS": "0.3",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+        "APP_ENV": "development",
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    bank = start_service("bank", "bank_simulator.main:app", free_port(), workdir, bank_env())
+    try:
+        gateway = start_service(
+            "gateway",
+            "payment_gateway.main:app",
+            free_port(),
+            workdir,
+            gateway_env(workdir, bank.url),
+            "--workers",
+            "2",
+        )
+    except Exception:
+        bank.stop()
+        raise
+    yield Stack(bank, gateway, workdir)
+    gateway.stop()
+    bank.stop()
