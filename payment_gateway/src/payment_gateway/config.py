@@ -56,8 +56,16 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"APP_ENV=production requires {', '.join(missing)} to be set")
-        if not [k for k in self.card_encryption_keys.get_secret_value().split(",") if k.strip()]:
+        keys = [k for k in self.card_encryption_keys.get_secret_value().split(",") if k.strip()]
+        if not keys:
             raise ValueError("CARD_ENCRYPTION_KEYS holds no key")
+        for key in keys:
+            try:
+                Fernet(key.strip())
+            except ValueError:
+                raise ValueError(
+                    "CARD_ENCRYPTION_KEYS must be url-safe base64 Fernet keys"
+                ) from None
         if self.demo_merchants:
             raise ValueError("APP_ENV=production refuses DEMO_MERCHANTS=true")
         if not self.database_url:

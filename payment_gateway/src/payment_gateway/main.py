@@ -18,6 +18,7 @@ from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
+from payment_gateway.observability import ObservabilityMiddleware, metrics_endpoint
 from payment_gateway.service.merchants import MerchantService
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
@@ -113,7 +114,9 @@ def create_app(
     install_docs(app)
     app.include_router(payments_router)
     app.include_router(health_router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request and answer
     return app
 
 

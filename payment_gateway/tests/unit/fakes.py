@@ -200,7 +200,12 @@ class FakePaymentRepository:
             row.attempts += 1
             self._touch(row.payment.id)
             claimed.append(
-                DuePayment(row.payment.id, row.payment.status.value, row.payment.created_at)
+                DuePayment(
+                    row.payment.id,
+                    row.payment.merchant_id,
+                    row.payment.status.value,
+                    row.payment.created_at,
+                )
             )
         return claimed
 

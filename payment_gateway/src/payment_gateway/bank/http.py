@@ -11,6 +11,12 @@ import orjson
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.payment import PaymentRequest
+from payment_gateway.observability import (
+    BANK_CALL_ERRORS,
+    BANK_CALL_SECONDS,
+    REQUEST_ID_HEADER,
+    current_request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +63,20 @@ class HttpBankAdapter:
                 "currency": request.currency,
             }
         )
+        result = await self._deposit(payment_id, body)
+        if isinstance(result, BankFault):
+            BANK_CALL_ERRORS.labels(result.value).inc()
+        return result
+
+    async def _deposit(self, payment_id: str, body: bytes) -> BankAnswer | BankFault:
+        request_id = current_request_id()
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._client.post("/api/v1/deposit", content=body)
+                with BANK_CALL_SECONDS.labels("deposit").time():
+                    response = await self._client.post(
+                        "/api/v1/deposit", content=body, headers=headers
+                    )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("bank unreachable for payment %s: %s", payment_id, type(exc).__name__)
             return BankFault.NOT_SENT
@@ -80,7 +97,8 @@ class HttpBankAdapter:
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._client.get(f"/api/v1/deposits/{payment_id}")
+                with BANK_CALL_SECONDS.labels("inquiry").time():
+                    response = await self._client.get(f"/api/v1/deposits/{payment_id}")
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("bank inquiry for %s failed: %s", payment_id, type(exc).__name__)
             return BankFault.UNCERTAIN

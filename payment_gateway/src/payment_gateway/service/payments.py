@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+
+import structlog
 
 from payment_gateway.domain.bank import resolve_deposit
 from payment_gateway.domain.card import CardSummary, card_brand
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import Payment, PaymentRequest, PaymentStatus
+from payment_gateway.observability import PAYMENTS
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
     FieldError,
@@ -29,7 +31,7 @@ from payment_gateway.service.ports import (
     UnitOfWorkFactory,
 )
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,15 @@ class PaymentService:
         else:  # pragma: no cover - needs the key to be re-claimed and expire in between
             raise RequestInProgress("the idempotency key is being claimed; retry")
 
-        log.info("payment %s created (%s %s)", payment.id, payment.amount, payment.currency)
+        log.info(
+            "payment_status_changed",
+            payment_id=payment.id,
+            merchant_id=merchant.id,
+            status=payment.status.value,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        PAYMENTS.labels(payment.status.value, merchant.id).inc()
         resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
         done = self._clock()
         next_look = (
@@ -128,9 +138,17 @@ class PaymentService:
             await uow.commit()
         if applied:
             payment.apply(resolution, done)
+            log.info(
+                "payment_status_changed",
+                payment_id=payment.id,
+                merchant_id=merchant.id,
+                status=payment.status.value,
+                code=payment.code,
+                decline_reason=payment.decline_reason,
+            )
+            PAYMENTS.labels(payment.status.value, merchant.id).inc()
         elif current is not None:
             payment = current  # the reconciler got there first: show what it recorded
-        log.info("payment %s is %s", payment.id, payment.status.value)
         return CreateOutcome(payment, replayed=False)
 
     async def _replay(self, merchant: Merchant, idempotency: IdempotencyRecord) -> Payment | None:

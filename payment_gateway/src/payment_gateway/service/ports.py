@@ -42,6 +42,7 @@ class DuePayment:
     """A payment the reconciler has claimed: ask the bank what became of it."""
 
     id: str
+    merchant_id: str
     status: str
     created_at: datetime
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+
 from payment_gateway.domain.bank import BankFault, resolve_deposit
 from payment_gateway.domain.payment import DeclineReason, PaymentStatus, Resolution
+from payment_gateway.observability import PAYMENTS, RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.ports import BankAdapter, DuePayment, UnitOfWorkFactory
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,9 @@ class Reconciler:
                 self._policy.interval_seconds,
                 self._policy.max_backoff_seconds,
             )
+            oldest = await uow.payments.oldest_open_created_at()
             await uow.commit()
+        RECONCILER_LAG.set((now - oldest).total_seconds() if oldest else 0.0)
         report = ReconcileReport(claimed=len(due))
         results = await asyncio.gather(*(self._reconcile_one(payment) for payment in due))
         report.resolved = sum(results)
@@ -86,7 +90,15 @@ class Reconciler:
             applied = await uow.payments.apply_resolution(payment.id, resolution, now, next_look)
             await uow.commit()
         if applied:
-            log.info("reconciled payment %s to %s", payment.id, resolution.status.value)
+            log.info(
+                "payment_status_changed",
+                payment_id=payment.id,
+                status=resolution.status.value,
+                code=resolution.code,
+                decline_reason=resolution.decline_reason,
+                by="reconciler",
+            )
+            PAYMENTS.labels(resolution.status.value, payment.merchant_id).inc()
         return applied
 
     async def release_expired_idempotency_keys(self) -> int:
@@ -108,6 +120,6 @@ class Reconciler:
                 raise
             except Exception:
                 # A database blip must not kill the loop: log it and try on the next tick.
-                log.exception("reconciliation pass failed")
+                log.exception("reconciliation_pass_failed")
             ticks += 1
             await asyncio.sleep(self._policy.interval_seconds)

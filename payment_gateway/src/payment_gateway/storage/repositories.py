@@ -192,7 +192,13 @@ class SqlPaymentRepository:
         """
         due = and_(payments.c.status.in_(_OPEN), payments.c.next_attempt_at <= now)
         statement = (
-            select(payments.c.id, payments.c.status, payments.c.created_at, payments.c.attempts)
+            select(
+                payments.c.id,
+                payments.c.merchant_id,
+                payments.c.status,
+                payments.c.created_at,
+                payments.c.attempts,
+            )
             .where(due)
             .order_by(payments.c.next_attempt_at)
             .limit(limit)
@@ -212,7 +218,7 @@ class SqlPaymentRepository:
                 )
             )
             if (await self._connection.execute(claim)).rowcount:
-                claimed.append(DuePayment(row.id, row.status, row.created_at))
+                claimed.append(DuePayment(row.id, row.merchant_id, row.status, row.created_at))
         return claimed
 
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
