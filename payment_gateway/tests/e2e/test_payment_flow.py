@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -100,3 +101,16 @@ def test_no_card_data_in_any_log(stack: Stack) -> None:
             f"CVV in {service.name} log"
         )
         assert "first_merchant_mock_token" not in log
+
+
+def test_state_changes_are_json_log_lines_with_request_ids(stack: Stack) -> None:
+    response = pay(stack, "4242424242424242", **{"X-Request-ID": "e2e-trace-7"})
+    assert response.headers["X-Request-ID"] == "e2e-trace-7"
+    events = []
+    for line in stack.gateway.log().splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))  # every structured line is valid JSON
+    mine = [e for e in events if e.get("payment_id") == response.json()["id"]]
+    assert [e["status"] for e in mine] == ["init", "succeeded"]
+    assert all(e["event"] == "payment_status_changed" for e in mine)
+    assert all(e["request_id"] == "e2e-trace-7" for e in mine)

@@ -91,7 +91,11 @@ class BankServer:
 def bank_server() -> Iterator[BankServer]:
     bank = MisbehavingBank()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(bank, port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            bank, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -146,8 +150,9 @@ async def pay(harness: Harness) -> dict[str, Any]:
     response = await harness.client.post(
         "/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE
     )
-    # However the bank behaves, the merchant hears back within the timeout plus a margin.
-    assert time.monotonic() - started < 0.5 + 1.0
+    # However slow the bank (10 s here), the merchant hears back after the 0.5 s timeout plus
+    # a margin; the bound is loose so a busy machine cannot make it flaky.
+    assert time.monotonic() - started < 5.0
     assert response.status_code == 201, response.text
     payment: dict[str, Any] = response.json()
     return payment
@@ -164,7 +169,7 @@ async def test_charged_but_no_usable_answer_is_processing_then_reconciled(
     harness: Harness, bank_server: BankServer, mode: str
 ) -> None:
     bank_server.bank.mode = mode
-    bank_server.bank.answer_delay = 2.0  # longer than the gateway's 0.5 s timeout
+    bank_server.bank.answer_delay = 10.0  # far longer than the gateway's 0.5 s timeout
     calls_before = bank_server.bank.deposit_calls
 
     payment = await pay(harness)

@@ -262,3 +262,60 @@ async def test_health_endpoints_and_offline_docs(gateway: Gateway) -> None:
         assert (await gateway.client.get(f"/docs-assets/{asset}")).status_code == 200
     spec = (await gateway.client.get("/openapi.json")).json()
     assert "PaymentCreate" in spec["components"]["schemas"]
+
+
+async def _age_payment(gw: Gateway, payment_id: str, hours: float) -> None:
+    """Move a payment's creation into the past, as if that much time had gone by."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    async with gw.app.state.services.uow.engine.begin() as connection:
+        await connection.execute(
+            update(payments)
+            .where(payments.c.id == payment_id)
+            .values(created_at=datetime.now(UTC) - timedelta(hours=hours))
+        )
+
+
+async def test_an_expired_idempotency_key_starts_a_new_payment(gateway: Gateway) -> None:
+    headers = MERCHANT_ONE | {"Idempotency-Key": f"expiring-{uuid.uuid4()}"}
+    first = await gateway.client.post("/api/v1/payments", json=payment_body(), headers=headers)
+    await _age_payment(gateway, first.json()["id"], hours=25)
+
+    again = await gateway.client.post("/api/v1/payments", json=payment_body(), headers=headers)
+
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    assert len(gateway.bank.deposits) == 2
+    # The old payment itself is untouched and still readable.
+    old = await gateway.client.get(f"/api/v1/payments/{first.json()['id']}", headers=MERCHANT_ONE)
+    assert old.json()["status"] == "succeeded"
+
+
+async def test_cleanup_releases_only_expired_keys(gateway: Gateway) -> None:
+    old_key = {"Idempotency-Key": f"old-{uuid.uuid4()}"}
+    new_key = {"Idempotency-Key": f"new-{uuid.uuid4()}"}
+    old = await gateway.client.post(
+        "/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE | old_key
+    )
+    new = await gateway.client.post(
+        "/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE | new_key
+    )
+    await _age_payment(gateway, old.json()["id"], hours=25)
+
+    released = await gateway.app.state.reconciler.release_expired_idempotency_keys()
+
+    assert released >= 1
+    async with gateway.app.state.services.uow.engine.connect() as connection:
+        keys = dict(
+            (
+                await connection.execute(
+                    select(payments.c.id, payments.c.idempotency_key).where(
+                        payments.c.id.in_([old.json()["id"], new.json()["id"]])
+                    )
+                )
+            ).all()
+        )
+    assert keys == {old.json()["id"]: None, new.json()["id"]: new_key["Idempotency-Key"]}
