@@ -100,7 +100,7 @@ def create_app(
                     await task
             if http_bank is not None:
                 await http_bank.aclose()
-            await engine.dispose()
+            await uow.dispose()
 
     app = FastAPI(
         title="Payment Gateway",

@@ -345,7 +345,9 @@ class FakeUnitOfWorkFactory:
         self.store = store
         self.opened: list[FakeUnitOfWork] = []
 
-    def __call__(self, *, read_only: bool = False) -> FakeUnitOfWork:
+    def __call__(
+        self, *, read_only: bool = False, single_statement: bool = False
+    ) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self.store, read_only=read_only)
         self.opened.append(uow)
         return uow

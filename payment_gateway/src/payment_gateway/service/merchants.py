@@ -61,7 +61,7 @@ class MerchantService:
         cached = self._cache.get(key_hash)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        async with self._uow(read_only=True) as uow:
+        async with self._uow(read_only=True, single_statement=True) as uow:
             merchant = await uow.merchants.by_key_hash(key_hash)
         if merchant is None:
             raise Unauthorized("unknown or revoked API key")

@@ -132,7 +132,7 @@ class PaymentService:
         next_look = (
             None if resolution.status.is_terminal else done + self._policy.first_reconcile_delay
         )
-        async with self._uow() as uow:
+        async with self._uow(single_statement=True) as uow:
             applied = await uow.payments.apply_resolution(payment.id, resolution, done, next_look)
             current = None if applied else await uow.payments.get(payment.id, merchant.id)
             await uow.commit()
@@ -183,7 +183,7 @@ class PaymentService:
         return payment
 
     async def get(self, merchant: Merchant, payment_id: str) -> Payment:
-        async with self._uow(read_only=True) as uow:
+        async with self._uow(read_only=True, single_statement=True) as uow:
             payment = await uow.payments.get(payment_id, merchant.id)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")

@@ -132,7 +132,9 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> UnitOfWork:
+        """A unit of work; ``single_statement`` ones may commit each statement on its own."""
+        ...
 
 
 class CardEncryptor(Protocol):

@@ -86,7 +86,7 @@ class Reconciler:
                 return False  # still processing: look again after the claim's backoff
             # A dead request's payment the bank holds as pending: out of `init`, still watched.
             next_look = now + timedelta(seconds=self._policy.interval_seconds)
-        async with self._uow() as uow:
+        async with self._uow(single_statement=True) as uow:
             applied = await uow.payments.apply_resolution(payment.id, resolution, now, next_look)
             await uow.commit()
         if applied:

@@ -7,24 +7,32 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payment_gateway.storage.database import READ_ONLY
+from payment_gateway.storage.database import READ_ONLY, autocommit_engine
 from payment_gateway.storage.repositories import SqlMerchantRepository, SqlPaymentRepository
 
 
 class SqlUnitOfWork:
+    """A transaction, or, for a single statement, an autocommit connection.
+
+    A lone statement commits by itself, which saves the COMMIT (or ROLLBACK) round trip that
+    wrapping it in a transaction would cost: that is most of the price of a short write.
+    """
+
     payments: SqlPaymentRepository
     merchants: SqlMerchantRepository
 
-    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, read_only: bool = False, autocommit: bool = False
+    ) -> None:
         self._engine = engine
         self._read_only = read_only
+        self._autocommit = autocommit
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
         connection = await self._engine.connect()
         if self._read_only:
             connection = await connection.execution_options(**{READ_ONLY: True})
-        await connection.begin()
         self._connection = connection
         self.payments = SqlPaymentRepository(connection)
         self.merchants = SqlMerchantRepository(connection)
@@ -48,16 +56,22 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside the unit of work"
-        await self._connection.commit()
-
-    async def rollback(self) -> None:
-        assert self._connection is not None, "rollback outside the unit of work"
-        await self._connection.rollback()
+        # In autocommit mode the server committed each statement as it ran.
+        if not self._autocommit and self._connection.in_transaction():
+            await self._connection.commit()
 
 
 class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._autocommit = autocommit_engine(engine)
 
-    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
+    def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> SqlUnitOfWork:
+        if single_statement:
+            return SqlUnitOfWork(self._autocommit, read_only=read_only, autocommit=True)
         return SqlUnitOfWork(self.engine, read_only=read_only)
+
+    async def dispose(self) -> None:
+        if self._autocommit is not self.engine:
+            await self._autocommit.dispose()
+        await self.engine.dispose()
