@@ -83,7 +83,9 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     def _begin_immediate(conn: Any) -> None:
         # Writers take the write lock at BEGIN: a deferred transaction that later upgrades
         # to a writer can fail with SQLITE_BUSY without honouring busy_timeout.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement is its own transaction
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
