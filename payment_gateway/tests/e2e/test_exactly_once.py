@@ -173,3 +173,43 @@ def _ignore_errors(call: Callable[[], object]) -> None:
     # The gateway is killed under this request: that is the point.
     with contextlib.suppress(httpx.HTTPError):
         call()
+
+
+def test_sigterm_lets_in_flight_payments_finish(workdir: Path) -> None:
+    bank = start_service(
+        "bank", "bank_simulator.main:app", free_port(), workdir, bank_env(LATENCY_MS="1500")
+    )
+    gateway = start_service(
+        "gateway",
+        "payment_gateway.main:app",
+        free_port(),
+        workdir,
+        gateway_env(workdir, bank.url, BANK_TIMEOUT_SECONDS="5"),
+        "--timeout-graceful-shutdown",
+        "20",
+    )
+    responses: list[httpx.Response] = []
+    try:
+        request = threading.Thread(
+            target=lambda: responses.append(
+                httpx.post(
+                    f"{gateway.url}/api/v1/payments", json=BODY, headers=MERCHANT, timeout=30
+                )
+            )
+        )
+        request.start()
+        deadline = time.monotonic() + 10
+        while not deposits_logged(bank) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deposits_logged(bank), "the payment never reached the bank"
+        gateway.process.send_signal(signal.SIGTERM)  # a rolling deploy stops this replica
+        request.join(timeout=30)
+        # uvicorn re-raises the signal once it has shut down cleanly, hence -SIGTERM.
+        assert gateway.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Finished server process" in gateway.log()
+    finally:
+        gateway.stop(signal.SIGKILL)
+        bank.stop()
+    assert len(responses) == 1
+    assert responses[0].status_code == 201
+    assert responses[0].json()["status"] == "succeeded"
