@@ -8,11 +8,12 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import text
+from starlette.requests import ClientDisconnect
 
 from payment_gateway.api.dependencies import MerchantDep, ServicesDep
 from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
 from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
-from payment_gateway.service.errors import NotFound, UnsupportedMediaType
+from payment_gateway.service.errors import ClientGone, NotFound, UnsupportedMediaType
 
 PAYMENTS_PATH = "/api/v1/payments"
 LEGACY_PAYMENT_PATH = "/api/v1/payment"
@@ -68,7 +69,11 @@ async def create_payment(
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType("send the payment as application/json")
     try:
-        payload = PaymentCreate.model_validate_json(await request.body())
+        body = await request.body()
+    except ClientDisconnect:
+        raise ClientGone("the client went away before sending the whole body") from None
+    try:
+        payload = PaymentCreate.model_validate_json(body)
     except ValidationError as exc:
         raise invalid_request(exc) from None
     outcome = await services.payments.create(merchant, payload.to_domain(), idempotency_key)

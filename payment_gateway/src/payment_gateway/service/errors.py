@@ -56,6 +56,14 @@ class PayloadTooLarge(GatewayError):
     type_slug = "payload-too-large"
 
 
+class ClientGone(GatewayError):
+    """The client disconnected mid-request: nothing was done and nobody hears the answer."""
+
+    status_code = 400
+    title = "Bad Request"
+    type_slug = "client-disconnected"
+
+
 class UnsupportedMediaType(GatewayError):
     status_code = 415
     title = "Unsupported Media Type"
