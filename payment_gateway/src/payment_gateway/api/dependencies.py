@@ -23,7 +23,8 @@ class Services:
     uow: SqlUnitOfWorkFactory
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread per request.
     services: Services = request.app.state.services
     return services
 

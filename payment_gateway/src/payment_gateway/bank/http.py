@@ -6,9 +6,11 @@ import asyncio
 import logging
 from typing import Any
 
+import httpcore
 import httpx
 import orjson
 
+from payment_gateway.bank.network import AsyncioBackend
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.observability import (
@@ -42,7 +44,7 @@ class HttpBankAdapter:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            transport=transport,
+            transport=transport or _asyncio_transport(max_connections),
             headers={"content-type": "application/json"},
         )
 
@@ -107,6 +109,20 @@ class HttpBankAdapter:
         if response.status_code != 200:
             return BankFault.UNCERTAIN
         return _parse_answer(response.content, payment_id)
+
+
+def _asyncio_transport(max_connections: int) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over a plain-asyncio network backend (see ``bank.network``)."""
+    transport = httpx.AsyncHTTPTransport()
+    # httpx has no public hook for the network backend; its pool is the documented httpcore
+    # AsyncConnectionPool, built here as httpx would build it, with our backend.
+    transport._pool = httpcore.AsyncConnectionPool(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 def _parse_answer(content: bytes, payment_id: str) -> BankAnswer | BankFault:
