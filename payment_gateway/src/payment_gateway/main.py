@@ -84,7 +84,8 @@ def create_app(
                 interval_seconds=settings.reconcile_interval_seconds,
                 batch_size=settings.reconcile_batch_size,
                 not_found_grace=timedelta(seconds=settings.not_found_grace_seconds),
-                lease_seconds=2 * settings.bank_timeout_seconds + 1,
+                # An inquiry is bounded by the bank timeout: the claim must outlive it.
+                lease_seconds=settings.bank_timeout_seconds + 1,
                 max_backoff_seconds=settings.reconcile_max_backoff_seconds,
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             ),
