@@ -71,6 +71,11 @@ def create_app(
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
                 in_flight=timedelta(seconds=settings.in_flight_seconds),
                 first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
+                max_send_delay=timedelta(
+                    seconds=max(
+                        settings.not_found_grace_seconds - settings.bank_timeout_seconds - 1, 1.0
+                    )
+                ),
             ),
         )
         merchants = MerchantService(uow, cache_seconds=settings.merchant_cache_seconds)

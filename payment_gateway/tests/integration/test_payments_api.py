@@ -319,3 +319,42 @@ async def test_cleanup_releases_only_expired_keys(gateway: Gateway) -> None:
             ).all()
         )
     assert keys == {old.json()["id"]: None, new.json()["id"]: new_key["Idempotency-Key"]}
+
+
+async def test_idempotency_keys_differing_only_in_case_or_accents_are_different(
+    gateway: Gateway,
+) -> None:
+    # MySQL's default collations would treat these as equal; keys must compare byte for byte.
+    suffix = uuid.uuid4().hex
+    ids = set()
+    for key in (f"order-abc-{suffix}", f"ORDER-ABC-{suffix}", f"café-{suffix}", f"cafe-{suffix}"):
+        response = await gateway.client.post(
+            "/api/v1/payments",
+            json=payment_body(),
+            headers={**MERCHANT_ONE, "Idempotency-Key": key.encode()},  # type: ignore[dict-item]
+        )
+        assert response.status_code == 201
+        assert "idempotent-replayed" not in response.headers
+        ids.add(response.json()["id"])
+    assert len(ids) == 4
+    assert len(gateway.bank.deposits) == 4
+
+
+async def test_short_card_numbers_keep_no_bin_in_clear(gateway: Gateway) -> None:
+    from payment_gateway.storage.tables import cards
+
+    short = await gateway.client.post(
+        "/api/v1/payments", json=payment_body("424242424242"), headers=MERCHANT_ONE
+    )
+    long = await gateway.client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+    async with gateway.app.state.services.uow.engine.connect() as connection:
+        bins = dict(
+            (
+                await connection.execute(
+                    select(payments.c.id, cards.c.bin)
+                    .join(cards, cards.c.id == payments.c.card_id)
+                    .where(payments.c.id.in_([short.json()["id"], long.json()["id"]]))
+                )
+            ).all()
+        )
+    assert bins == {short.json()["id"]: None, long.json()["id"]: "424242"}

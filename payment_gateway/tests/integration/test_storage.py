@@ -277,3 +277,59 @@ async def test_reconcilers_on_two_replicas_claim_disjoint_batches(mysql_url: str
                 merchants.delete().where(merchants.c.id == "merchant-claim-test")
             )
         await engine.dispose()
+
+
+async def _kill_connections(database: str) -> int:
+    """Drop every server connection to ``database``, as a restart or failover would."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from ..conftest import MYSQL_SERVER_URL
+
+    admin = create_async_engine(MYSQL_SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            ids = (
+                (
+                    await connection.execute(
+                        text("SELECT id FROM information_schema.processlist WHERE db = :db"),
+                        {"db": database},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for connection_id in ids:
+                await connection.execute(text(f"KILL {int(connection_id)}"))
+    finally:
+        await admin.dispose()
+    return len(ids)
+
+
+@pytest.mark.mariadb
+async def test_lost_database_connections_never_turn_a_payment_into_a_500(
+    fresh_mysql_url: str, tmp_path: Path
+) -> None:
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from payment_gateway.bank.fake import FakeBank
+    from payment_gateway.main import create_app
+    from sqlalchemy.engine import make_url
+
+    bank = FakeBank()
+    settings = gateway_settings(fresh_mysql_url, tmp_path, merchant_cache_seconds=60)
+    app = create_app(settings, bank=bank, run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            warm = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+            assert warm.status_code == 201
+            assert await _kill_connections(make_url(fresh_mysql_url).database or "") > 0
+
+            after = [
+                await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+                for _ in range(3)
+            ]
+    assert [r.status_code for r in after] == [201, 201, 201]
+    assert [r.json()["status"] for r in after] == ["succeeded"] * 3
+    assert len(bank.deposits) == 4  # one per payment: nothing charged twice

@@ -485,3 +485,43 @@ async def test_stored_request_hash_is_the_keyed_hash(
     stored = store.payments[payment.id].request_hash
     assert stored == payment_service.request_hash(request)
     assert request.pan not in stored
+
+
+# --- slow storage ----------------------------------------------------------------------------
+
+
+async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
+    uow_factory: Any,
+    vault: CardVault,
+    payment_policy: Any,
+    clock: Any,
+    bank: FakeBank,
+    merchant: Merchant,
+    make_request: Any,
+) -> None:
+    """If recording took longer than the reconciler's "never sent" grace, sending is unsafe."""
+
+    class SlowToCommit:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, **kwargs: Any) -> Any:
+            uow = uow_factory(**kwargs)
+            original_commit = uow.commit
+            self.calls += 1
+
+            async def commit() -> None:
+                if self.calls == 1:
+                    clock.advance(payment_policy.max_send_delay.total_seconds() + 1)
+                await original_commit()
+
+            uow.commit = commit
+            return uow
+
+    service = PaymentService(SlowToCommit(), bank, vault, b"k", payment_policy, clock=clock)
+
+    outcome = await service.create(merchant, make_request(pan=APPROVED), None)
+
+    assert bank.deposits == []
+    assert outcome.payment.status is PaymentStatus.FAILED
+    assert outcome.payment.decline_reason == "bank_unavailable"

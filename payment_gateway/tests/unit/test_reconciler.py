@@ -367,3 +367,42 @@ async def test_dead_request_the_bank_reports_pending_leaves_init(
     clock.advance(LONG_WAIT)
     await make_reconciler(bank).reconcile_due_payments()
     assert store.payment(payment_id).status is PaymentStatus.SUCCEEDED
+
+
+async def test_claims_no_more_than_it_can_ask_about_at_once(
+    uow_factory: Any,
+    reconcile_policy: Any,
+    clock: Any,
+    vault: Any,
+    payment_policy: Any,
+    merchant: Merchant,
+    make_request: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    fakes: Any,
+) -> None:
+    """Each claim's lease lasts one inquiry: a replica must not sit on claims it cannot serve."""
+    from payment_gateway.service.reconcile import Reconciler
+
+    bank = FakeBank(fault=BankFault.UNCERTAIN)  # charged, answer lost: processing
+    service = PaymentService(uow_factory, bank, vault, b"k", payment_policy, clock=clock)
+    for _ in range(10):
+        await service.create(merchant, make_request(pan="4242424242424242"), None)
+    bank.fault = None
+    clock.advance(60)
+
+    claim_sizes: list[int] = []
+    repository = fakes.FakePaymentRepository
+    original_claim = repository.claim_due
+
+    async def recorded_claim(self: Any, *args: Any) -> Any:
+        due = await original_claim(self, *args)
+        claim_sizes.append(len(due))
+        return due
+
+    monkeypatch.setattr(repository, "claim_due", recorded_claim)
+    reconciler = Reconciler(uow_factory, bank, reconcile_policy, clock=clock, concurrency=3)
+    report = await reconciler.reconcile_due_payments()
+
+    assert (report.claimed, report.resolved) == (10, 10)
+    assert max(claim_sizes) <= 3
+    assert sum(claim_sizes) == 10

@@ -56,6 +56,14 @@ class PayloadTooLarge(GatewayError):
     type_slug = "payload-too-large"
 
 
+class StorageUnavailable(GatewayError):
+    """The database could not be reached or dropped the connection; the work was not done."""
+
+    status_code = 503
+    title = "Service Unavailable"
+    type_slug = "storage-unavailable"
+
+
 class ClientGone(GatewayError):
     """The client disconnected mid-request: nothing was done and nobody hears the answer."""
 

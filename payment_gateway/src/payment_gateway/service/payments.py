@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -13,7 +14,13 @@ import structlog
 from payment_gateway.domain.bank import resolve_deposit
 from payment_gateway.domain.card import CardSummary, card_brand
 from payment_gateway.domain.merchant import Merchant
-from payment_gateway.domain.payment import Payment, PaymentRequest, PaymentStatus
+from payment_gateway.domain.payment import (
+    DeclineReason,
+    Payment,
+    PaymentRequest,
+    PaymentStatus,
+    Resolution,
+)
 from payment_gateway.observability import PAYMENTS
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
@@ -21,6 +28,7 @@ from payment_gateway.service.errors import (
     IdempotencyKeyReused,
     NotFound,
     RequestInProgress,
+    StorageUnavailable,
 )
 from payment_gateway.service.ports import (
     BankAdapter,
@@ -33,6 +41,12 @@ from payment_gateway.service.ports import (
 
 log = structlog.get_logger(__name__)
 
+_STORAGE_RETRIES = 2
+
+# PCI DSS lets the first six and last four digits be kept; for shorter (12-14 digit) cards
+# those ten digits plus the Luhn check would nearly reveal the number, so no BIN then.
+MIN_PAN_LENGTH_FOR_BIN = 15
+
 
 @dataclass(frozen=True, slots=True)
 class PaymentPolicy:
@@ -41,6 +55,8 @@ class PaymentPolicy:
     idempotency_ttl: timedelta
     in_flight: timedelta  # how long an `init` payment may still have its request running
     first_reconcile_delay: timedelta
+    # Past this age an unsent payment may already be failed by a reconciler ("never sent").
+    max_send_delay: timedelta = timedelta(seconds=25)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +93,63 @@ class PaymentService:
             if idempotency_key is not None
             else None
         )
+        payment = await self._record(merchant, request, idempotency)
+        if isinstance(payment, CreateOutcome):
+            return payment  # an earlier request with the same key
+        log.info(
+            "payment_status_changed",
+            payment_id=payment.id,
+            merchant_id=merchant.id,
+            status=payment.status.value,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        PAYMENTS.labels(payment.status.value, merchant.id).inc()
+
+        if self._clock() - payment.created_at > self._policy.max_send_delay:
+            # Recording took so long that the reconciler may already count this payment as
+            # never sent: sending now could charge a payment it fails. Send nothing.
+            log.warning("payment_not_sent_too_late", payment_id=payment.id)
+            resolution = Resolution(
+                PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
+            )
+        else:
+            resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
+        return CreateOutcome(await self._apply(merchant, payment, resolution), replayed=False)
+
+    async def _record(
+        self, merchant: Merchant, request: PaymentRequest, idempotency: IdempotencyRecord | None
+    ) -> Payment | CreateOutcome:
+        """Commit the card and the payment (`init`) before the bank is called.
+
+        A crash after this leaves a row the reconciler resolves. A lost database connection is
+        retried with fresh ids (nothing has been sent yet, so nothing can be charged twice).
+        """
+        attempts = 0
+        while True:
+            payment, card = self._new_payment(merchant, request)
+            try:
+                async with self._uow() as uow:
+                    await uow.payments.add(
+                        payment, card, idempotency, payment.created_at + self._policy.in_flight
+                    )
+                    await uow.commit()
+                return payment
+            except DuplicateIdempotencyKey:
+                assert idempotency is not None
+                replay = await self._replay(merchant, idempotency)
+                if replay is not None:
+                    return CreateOutcome(replay, replayed=True)
+                # The old claim had expired and is now released: claim it for this payment.
+            except StorageUnavailable:
+                if attempts >= _STORAGE_RETRIES:
+                    raise
+            attempts += 1
+            await asyncio.sleep(0.05 * attempts)
+
+    def _new_payment(
+        self, merchant: Merchant, request: PaymentRequest
+    ) -> tuple[Payment, StoredCard]:
         now = self._clock()
         payment = Payment(
             id=str(uuid.uuid4()),
@@ -100,42 +173,32 @@ class PaymentService:
             holder_name_encrypted=(
                 self._vault.encrypt(request.holder_name) if request.holder_name else None
             ),
-            bin=request.pan[:6],
+            bin=request.pan[:6] if len(request.pan) >= MIN_PAN_LENGTH_FOR_BIN else None,
         )
-        # Committed before the bank is called: a crash mid-call leaves a row to reconcile.
-        for _attempt in range(2):
-            try:
-                async with self._uow() as uow:
-                    await uow.payments.add(payment, card, idempotency, now + self._policy.in_flight)
-                    await uow.commit()
-                break
-            except DuplicateIdempotencyKey:
-                assert idempotency is not None
-                replay = await self._replay(merchant, idempotency)
-                if replay is not None:
-                    return CreateOutcome(replay, replayed=True)
-                # The old claim had expired and is now released: claim it for this payment.
-        else:  # pragma: no cover - needs the key to be re-claimed and expire in between
-            raise RequestInProgress("the idempotency key is being claimed; retry")
+        return payment, card
 
-        log.info(
-            "payment_status_changed",
-            payment_id=payment.id,
-            merchant_id=merchant.id,
-            status=payment.status.value,
-            amount=payment.amount,
-            currency=payment.currency,
-        )
-        PAYMENTS.labels(payment.status.value, merchant.id).inc()
-        resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
+    async def _apply(self, merchant: Merchant, payment: Payment, resolution: Resolution) -> Payment:
+        """Record what the bank said. The card may be charged by now: never answer 500 here."""
         done = self._clock()
         next_look = (
             None if resolution.status.is_terminal else done + self._policy.first_reconcile_delay
         )
-        async with self._uow(single_statement=True) as uow:
-            applied = await uow.payments.apply_resolution(payment.id, resolution, done, next_look)
-            current = None if applied else await uow.payments.get(payment.id, merchant.id)
-            await uow.commit()
+        for attempt in range(_STORAGE_RETRIES + 1):
+            try:
+                async with self._uow(single_statement=True) as uow:
+                    applied = await uow.payments.apply_resolution(
+                        payment.id, resolution, done, next_look
+                    )
+                    current = None if applied else await uow.payments.get(payment.id, merchant.id)
+                    await uow.commit()
+                break
+            except StorageUnavailable:
+                # The guarded update can safely run again; if it never gets through, the row
+                # stays `init` and the reconciler learns the outcome from the bank.
+                if attempt == _STORAGE_RETRIES:
+                    log.error("payment_outcome_not_recorded", payment_id=payment.id)
+                    return payment
+                await asyncio.sleep(0.05 * (attempt + 1))
         if applied:
             payment.apply(resolution, done)
             log.info(
@@ -147,9 +210,8 @@ class PaymentService:
                 decline_reason=payment.decline_reason,
             )
             PAYMENTS.labels(payment.status.value, merchant.id).inc()
-        elif current is not None:
-            payment = current  # the reconciler got there first: show what it recorded
-        return CreateOutcome(payment, replayed=False)
+            return payment
+        return current or payment  # the reconciler got there first: show what it recorded
 
     async def _replay(self, merchant: Merchant, idempotency: IdempotencyRecord) -> Payment | None:
         """The payment an idempotency key already stands for, or None once that key expired."""

@@ -20,7 +20,7 @@ class StoredCard:
     id: str
     pan_encrypted: bytes
     holder_name_encrypted: bytes | None
-    bin: str
+    bin: str | None
 
 
 @dataclass(frozen=True, slots=True)

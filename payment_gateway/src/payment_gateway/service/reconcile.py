@@ -46,29 +46,38 @@ class Reconciler:
         self._bank = bank
         self._policy = policy
         self._clock = clock
-        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
 
     async def reconcile_due_payments(self) -> ReconcileReport:
-        now = self._clock()
-        async with self._uow() as uow:
-            due = await uow.payments.claim_due(
-                now,
-                self._policy.batch_size,
-                self._policy.lease_seconds,
-                self._policy.interval_seconds,
-                self._policy.max_backoff_seconds,
-            )
-            oldest = await uow.payments.oldest_open_created_at()
-            await uow.commit()
-        RECONCILER_LAG.set((now - oldest).total_seconds() if oldest else 0.0)
-        report = ReconcileReport(claimed=len(due))
-        results = await asyncio.gather(*(self._reconcile_one(payment) for payment in due))
-        report.resolved = sum(results)
+        """Claim due payments a chunk at a time and ask the bank about each chunk at once.
+
+        Claiming no more than can be asked about together keeps every claim's lease (one
+        bank call long) valid until its inquiry is done, so no other replica takes it.
+        """
+        report = ReconcileReport()
+        while report.claimed < self._policy.batch_size:
+            now = self._clock()
+            async with self._uow() as uow:
+                due = await uow.payments.claim_due(
+                    now,
+                    min(self._concurrency, self._policy.batch_size - report.claimed),
+                    self._policy.lease_seconds,
+                    self._policy.interval_seconds,
+                    self._policy.max_backoff_seconds,
+                )
+                if not report.claimed:
+                    oldest = await uow.payments.oldest_open_created_at()
+                    RECONCILER_LAG.set((now - oldest).total_seconds() if oldest else 0.0)
+                await uow.commit()
+            if not due:
+                break
+            report.claimed += len(due)
+            results = await asyncio.gather(*(self._reconcile_one(payment) for payment in due))
+            report.resolved += sum(results)
         return report
 
     async def _reconcile_one(self, payment: DuePayment) -> bool:
-        async with self._limit:
-            answer = await self._bank.inquire(payment.id)
+        answer = await self._bank.inquire(payment.id)
         now = self._clock()
         if answer is None:
             if payment.created_at > now - self._policy.not_found_grace:

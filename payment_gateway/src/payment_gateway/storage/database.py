@@ -23,8 +23,10 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         return _sqlite_engine(url)
     return create_async_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        # DATABASE_POOL_SIZE is the whole process's budget: half here, half for the
+        # autocommit pool (see autocommit_engine), no overflow beyond it.
+        pool_size=max(1, pool_size // 2),
+        max_overflow=0,
         pool_pre_ping=False,  # a dead connection surfaces as an error we already handle
         pool_recycle=1800,
         # Every transaction ends in an explicit COMMIT or ROLLBACK, so the pool need not
@@ -48,7 +50,7 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
         # The server already committed each statement: no ROLLBACK when a connection closes.
         skip_autocommit_rollback=True,
         pool_size=size,
-        max_overflow=size,
+        max_overflow=0,
         pool_recycle=1800,
         pool_reset_on_return=None,
     )

@@ -58,6 +58,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 ID = String(36)
+# Idempotency keys compare byte for byte: MySQL's default collations ignore case and accents,
+# which would make "order-abc" and "ORDER-ABC" the same key.
+IDEMPOTENCY_KEY = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql")
 
 merchants = Table(
     "merchants",
@@ -87,7 +90,8 @@ cards = Table(
     # Fernet tokens; there is deliberately no column for the CVV.
     Column("pan_encrypted", LargeBinary(), nullable=False),
     Column("holder_name_encrypted", LargeBinary(), nullable=True),
-    Column("bin", String(8), nullable=False),
+    # Only for cards of 15+ digits: with a short PAN, BIN and last four would give it away.
+    Column("bin", String(8), nullable=True),
     Column("last4", String(4), nullable=False),
     Column("brand", String(16), nullable=False),
     Column("expiry_month", SmallInteger(), nullable=False),
@@ -109,7 +113,7 @@ payments = Table(
     Column("decline_reason", String(64), nullable=True),
     Column("tracking_id", String(64), nullable=True),
     # Idempotency claim: unique per merchant, cleared once the key expires.
-    Column("idempotency_key", String(255), nullable=True),
+    Column("idempotency_key", IDEMPOTENCY_KEY, nullable=True),
     Column("request_hash", String(64), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from payment_gateway.service.errors import StorageUnavailable
 from payment_gateway.storage.database import READ_ONLY, autocommit_engine
 from payment_gateway.storage.repositories import SqlMerchantRepository, SqlPaymentRepository
 
@@ -30,7 +32,10 @@ class SqlUnitOfWork:
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        connection = await self._engine.connect()
+        try:
+            connection = await self._engine.connect()
+        except (DBAPIError, OSError) as exc:
+            raise StorageUnavailable("the database cannot be reached") from exc
         if self._read_only:
             connection = await connection.execution_options(**{READ_ONLY: True})
         self._connection = connection
@@ -51,8 +56,15 @@ class SqlUnitOfWork:
         try:
             if connection.in_transaction():
                 await connection.rollback()
+        except DBAPIError:
+            if exc is None:
+                raise
         finally:
             await connection.close()
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            # A dropped connection (server restart, failover, idle kill): the statement did
+            # not complete, and the caller may try again on a fresh connection.
+            raise StorageUnavailable("the database connection was lost") from exc
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside the unit of work"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 import payment_gateway.storage.tables
 
@@ -46,7 +47,7 @@ def upgrade() -> None:
     sa.Column('merchant_id', sa.String(length=36), nullable=False),
     sa.Column('pan_encrypted', sa.LargeBinary(), nullable=False),
     sa.Column('holder_name_encrypted', sa.LargeBinary(), nullable=True),
-    sa.Column('bin', sa.String(length=8), nullable=False),
+    sa.Column('bin', sa.String(length=8), nullable=True),
     sa.Column('last4', sa.String(length=4), nullable=False),
     sa.Column('brand', sa.String(length=16), nullable=False),
     sa.Column('expiry_month', sa.SmallInteger(), nullable=False),
@@ -69,7 +70,7 @@ def upgrade() -> None:
     sa.Column('code', sa.String(length=16), nullable=True),
     sa.Column('decline_reason', sa.String(length=64), nullable=True),
     sa.Column('tracking_id', sa.String(length=64), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=255), nullable=True),
+    sa.Column('idempotency_key', sa.String(length=255).with_variant(mysql.VARCHAR(length=255, collation='utf8mb4_bin'), 'mysql'), nullable=True),
     sa.Column('request_hash', sa.String(length=64), nullable=True),
     sa.Column('created_at', payment_gateway.storage.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', payment_gateway.storage.tables.UTCDateTime(), nullable=False),
