@@ -96,15 +96,7 @@ class PaymentService:
         payment = await self._record(merchant, request, idempotency)
         if isinstance(payment, CreateOutcome):
             return payment  # an earlier request with the same key
-        log.info(
-            "payment_status_changed",
-            payment_id=payment.id,
-            merchant_id=merchant.id,
-            status=payment.status.value,
-            amount=payment.amount,
-            currency=payment.currency,
-        )
-        PAYMENTS.labels(payment.status.value, merchant.id).inc()
+        _status_changed(payment, amount=payment.amount, currency=payment.currency)
 
         if self._clock() - payment.created_at > self._policy.max_send_delay:
             # Recording took so long that the reconciler may already count this payment as
@@ -201,15 +193,7 @@ class PaymentService:
                 await asyncio.sleep(0.05 * (attempt + 1))
         if applied:
             payment.apply(resolution, done)
-            log.info(
-                "payment_status_changed",
-                payment_id=payment.id,
-                merchant_id=merchant.id,
-                status=payment.status.value,
-                code=payment.code,
-                decline_reason=payment.decline_reason,
-            )
-            PAYMENTS.labels(payment.status.value, merchant.id).inc()
+            _status_changed(payment, code=payment.code, decline_reason=payment.decline_reason)
             return payment
         return current or payment  # the reconciler got there first: show what it recorded
 
@@ -250,3 +234,15 @@ class PaymentService:
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
         return payment
+
+
+def _status_changed(payment: Payment, **details: object) -> None:
+    """One log line and one metric per state change of a payment."""
+    log.info(
+        "payment_status_changed",
+        payment_id=payment.id,
+        merchant_id=payment.merchant_id,
+        status=payment.status.value,
+        **details,
+    )
+    PAYMENTS.labels(payment.status.value, payment.merchant_id).inc()
