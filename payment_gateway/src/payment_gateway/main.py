@@ -71,10 +71,10 @@ def create_app(
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
                 in_flight=timedelta(seconds=settings.in_flight_seconds),
                 first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
+                # A request still sending must stay inside the in-flight window (409 to its
+                # retries, no reconciler inquiry yet): past this, it sends nothing.
                 max_send_delay=timedelta(
-                    seconds=max(
-                        settings.not_found_grace_seconds - settings.bank_timeout_seconds - 1, 1.0
-                    )
+                    seconds=max(settings.in_flight_seconds - settings.bank_timeout_seconds - 1, 1)
                 ),
             ),
         )

@@ -275,3 +275,26 @@ async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: Any, call: s
     assert transport.requests == 1
     assert result is BankFault.UNCERTAIN  # it may have been charged: reconcile
     assert elapsed < 1.5
+
+
+async def test_an_https_bank_uses_a_tls_capable_transport() -> None:
+    """The plain-asyncio backend has no TLS: an https bank must not be given to it."""
+    import socket
+
+    from payment_gateway.bank.http import HttpBankAdapter
+    from payment_gateway.domain.bank import BankFault
+    from payment_gateway.domain.payment import PaymentRequest
+
+    with socket.socket() as listener:
+        # Accepts TCP connections (the kernel's backlog) but never answers the TLS handshake.
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        adapter = HttpBankAdapter(f"https://127.0.0.1:{port}", 0.5)
+        request = PaymentRequest("4242424242424242", "123", 12, 2042, None, 1000, "USD", None)
+        try:
+            # The handshake never completes: nothing was sent, and nothing escapes as a crash.
+            assert await adapter.deposit("p-1", request) is BankFault.NOT_SENT
+            assert await adapter.inquire("p-1") is BankFault.UNCERTAIN
+        finally:
+            await adapter.aclose()

@@ -525,3 +525,40 @@ async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
     assert bank.deposits == []
     assert outcome.payment.status is PaymentStatus.FAILED
     assert outcome.payment.decline_reason == "bank_unavailable"
+
+
+async def test_a_commit_whose_answer_was_lost_is_still_sent_once(
+    uow_factory: Any,
+    vault: CardVault,
+    payment_policy: Any,
+    clock: Any,
+    bank: FakeBank,
+    merchant: Merchant,
+    make_request: Any,
+) -> None:
+    """The first insert commits, but the connection drops before saying so."""
+    from payment_gateway.service.errors import StorageUnavailable
+
+    state = {"lost": False}
+
+    def factory(**kwargs: Any) -> Any:
+        uow = uow_factory(**kwargs)
+        if kwargs or state["lost"]:
+            return uow
+        real_commit = uow.commit
+
+        async def commit() -> None:
+            await real_commit()
+            state["lost"] = True
+            raise StorageUnavailable("the database connection was lost")
+
+        uow.commit = commit
+        return uow
+
+    service = PaymentService(factory, bank, vault, b"k", payment_policy, clock=clock)
+
+    outcome = await service.create(merchant, make_request(pan=APPROVED), "lost-ack")
+
+    assert outcome.payment.status is PaymentStatus.SUCCEEDED
+    assert not outcome.replayed
+    assert [pid for pid, _ in bank.deposits] == [outcome.payment.id]

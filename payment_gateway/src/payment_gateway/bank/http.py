@@ -44,7 +44,9 @@ class HttpBankAdapter:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            transport=transport or _asyncio_transport(max_connections),
+            # The plain-asyncio backend speaks no TLS: an https bank keeps httpx's own backend.
+            transport=transport
+            or (_asyncio_transport(max_connections) if base_url.startswith("http://") else None),
             headers={"content-type": "application/json"},
         )
 

@@ -44,8 +44,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            # An idle keep-alive connection with data or EOF waiting was closed by the peer.
-            return self._reader.at_eof() or self._writer.is_closing()
+            # An idle keep-alive connection with bytes or EOF waiting is unusable (stale data
+            # or closed by the peer). StreamReader has no public "bytes buffered" check.
+            buffered = bool(getattr(self._reader, "_buffer", b""))
+            return buffered or self._reader.at_eof() or self._writer.is_closing()
         if info == "socket":
             return self._writer.get_extra_info("socket")
         if info in ("client_addr", "server_addr"):

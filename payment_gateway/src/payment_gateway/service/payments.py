@@ -118,6 +118,7 @@ class PaymentService:
         retried with fresh ids (nothing has been sent yet, so nothing can be charged twice).
         """
         attempts = 0
+        unconfirmed: set[str] = set()  # ids whose commit may have succeeded unseen
         while True:
             payment, card = self._new_payment(merchant, request)
             try:
@@ -129,6 +130,12 @@ class PaymentService:
                 return payment
             except DuplicateIdempotencyKey:
                 assert idempotency is not None
+                if unconfirmed:
+                    # An earlier attempt's commit went through though its answer was lost:
+                    # the key holds our own payment, which still has to be sent.
+                    own = await self._keyed_payment(merchant, idempotency.key)
+                    if own is not None and own.id in unconfirmed:
+                        return own
                 replay = await self._replay(merchant, idempotency)
                 if replay is not None:
                     return CreateOutcome(replay, replayed=True)
@@ -136,6 +143,7 @@ class PaymentService:
             except StorageUnavailable:
                 if attempts >= _STORAGE_RETRIES:
                     raise
+                unconfirmed.add(payment.id)
             attempts += 1
             await asyncio.sleep(0.05 * attempts)
 
@@ -196,6 +204,11 @@ class PaymentService:
             _status_changed(payment, code=payment.code, decline_reason=payment.decline_reason)
             return payment
         return current or payment  # the reconciler got there first: show what it recorded
+
+    async def _keyed_payment(self, merchant: Merchant, key: str) -> Payment | None:
+        async with self._uow(read_only=True, single_statement=True) as uow:
+            found = await uow.payments.find_by_idempotency_key(merchant.id, key)
+        return None if found is None else found.payment
 
     async def _replay(self, merchant: Merchant, idempotency: IdempotencyRecord) -> Payment | None:
         """The payment an idempotency key already stands for, or None once that key expired."""

@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_gateway.service.errors import StorageUnavailable
@@ -34,7 +35,8 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         try:
             connection = await self._engine.connect()
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, PoolTimeout) as exc:
+            # PoolTimeout: every pooled connection stayed busy for pool_timeout seconds.
             raise StorageUnavailable("the database cannot be reached") from exc
         if self._read_only:
             connection = await connection.execution_options(**{READ_ONLY: True})
@@ -56,8 +58,10 @@ class SqlUnitOfWork:
         try:
             if connection.in_transaction():
                 await connection.rollback()
-        except DBAPIError:
+        except DBAPIError as rollback_error:
             if exc is None:
+                if rollback_error.connection_invalidated:
+                    raise StorageUnavailable("the database connection was lost") from None
                 raise
         finally:
             await connection.close()
