@@ -56,12 +56,12 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"APP_ENV=production requires {', '.join(missing)} to be set")
-        keys = [k for k in self.card_encryption_keys.get_secret_value().split(",") if k.strip()]
+        keys = self._configured_encryption_keys()
         if not keys:
             raise ValueError("CARD_ENCRYPTION_KEYS holds no key")
         for key in keys:
             try:
-                Fernet(key.strip())
+                Fernet(key)
             except ValueError:
                 raise ValueError(
                     "CARD_ENCRYPTION_KEYS must be url-safe base64 Fernet keys"
@@ -101,10 +101,14 @@ class Settings(BaseSettings):
 
     @cached_property
     def encryption_keys(self) -> list[bytes]:
-        raw = self.card_encryption_keys.get_secret_value()
-        if raw:
-            return [key.strip().encode() for key in raw.split(",") if key.strip()]
+        if self.card_encryption_keys.get_secret_value():
+            return self._configured_encryption_keys()
         return [self._dev_secret("card-encryption.key", lambda: Fernet.generate_key().decode())]
+
+    def _configured_encryption_keys(self) -> list[bytes]:
+        """CARD_ENCRYPTION_KEYS as a list, newest first; blanks between commas ignored."""
+        raw = self.card_encryption_keys.get_secret_value()
+        return [key.strip().encode() for key in raw.split(",") if key.strip()]
 
     @cached_property
     def idempotency_key_bytes(self) -> bytes:

@@ -8,6 +8,7 @@ deposit per payment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -124,11 +125,19 @@ class Harness:
             )
 
 
-async def _harness(database_url: str, tmp_path: Path, bank_url: str, **extra: Any) -> Any:
+@contextlib.asynccontextmanager
+async def running_gateway(
+    database_url: str, tmp_path: Path, bank_url: str, **extra: Any
+) -> AsyncIterator[Harness]:
+    """The gateway app with its real HTTP bank adapter, driven in-process; no reconciler loop."""
     settings = gateway_settings(
         database_url, tmp_path, bank_url=bank_url, bank_timeout_seconds=0.5, **extra
     )
-    return create_app(settings, run_reconciler=False)
+    app = create_app(settings, run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield Harness(client, app.state.reconciler, app)
 
 
 @pytest.fixture
@@ -136,13 +145,10 @@ async def harness(
     database_url: str, tmp_path: Path, bank_server: BankServer
 ) -> AsyncIterator[Harness]:
     bank_server.bank.mode = "ok"
-    app = await _harness(
+    async with running_gateway(
         database_url, tmp_path, bank_server.url, reconcile_not_found_grace_seconds=3600
-    )
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield Harness(client, app.state.reconciler, app)
+    ) as gateway:
+        yield gateway
 
 
 async def pay(harness: Harness) -> dict[str, Any]:
@@ -186,7 +192,7 @@ async def test_charged_but_no_usable_answer_is_processing_then_reconciled(
 
 
 @pytest.mark.parametrize("mode", ["500", "503", "429"])
-async def test_server_errors_are_processing_and_fail_once_the_bank_denies_them(
+async def test_server_errors_are_processing_and_stay_so_within_the_grace_period(
     harness: Harness, bank_server: BankServer, mode: str
 ) -> None:
     bank_server.bank.mode = mode
@@ -203,18 +209,14 @@ async def test_bank_404_after_the_grace_period_fails_the_payment(
     database_url: str, tmp_path: Path, bank_server: BankServer
 ) -> None:
     bank_server.bank.mode = "503"
-    app = await _harness(
+    async with running_gateway(
         database_url, tmp_path, bank_server.url, reconcile_not_found_grace_seconds=0
-    )
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            harness = Harness(client, app.state.reconciler, app)
-            payment = await pay(harness)
-            assert payment["status"] == "processing"
-            await harness.make_due()
-            await harness.reconciler.reconcile_due_payments()
-            final = await status_of(harness, payment["id"])
+    ) as harness:
+        payment = await pay(harness)
+        assert payment["status"] == "processing"
+        await harness.make_due()
+        await harness.reconciler.reconcile_due_payments()
+        final = await status_of(harness, payment["id"])
     assert (final["status"], final["decline_reason"]) == ("failed", "bank_unavailable")
 
 
@@ -229,9 +231,8 @@ async def test_refused_request_fails_as_bank_rejected(
 async def test_unreachable_bank_fails_as_bank_unavailable(
     database_url: str, tmp_path: Path
 ) -> None:
-    app = await _harness(database_url, tmp_path, f"http://127.0.0.1:{free_port()}")
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            payment = await pay(Harness(client, app.state.reconciler, app))
+    async with running_gateway(
+        database_url, tmp_path, f"http://127.0.0.1:{free_port()}"
+    ) as harness:
+        payment = await pay(harness)
     assert (payment["status"], payment["decline_reason"]) == ("failed", "bank_unavailable")

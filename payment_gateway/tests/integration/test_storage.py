@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
-from payment_gateway.domain.payment import PaymentStatus, Resolution
+from payment_gateway.domain.payment import PaymentStatus, Resolution, RetrySchedule
 from payment_gateway.service.merchants import DEMO_MERCHANTS
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.rotation import rotate_card_keys
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import MERCHANT_ONE, Gateway, gateway_settings, payment_body
 
+SCHEDULE = RetrySchedule(lease_seconds=10, base_seconds=1, max_seconds=60)
 PAN = "4000000000000002"
 CVV = "7391"
 HOLDER = "Zanzibar Quixote"
@@ -257,7 +258,7 @@ async def test_reconcilers_on_two_replicas_claim_disjoint_batches(mysql_url: str
 
         async def claim() -> list[str]:
             async with uow_factory() as uow:
-                due = await uow.payments.claim_due(datetime.now(UTC), 15, 10, 1, 60)
+                due = await uow.payments.claim_due(datetime.now(UTC), 15, SCHEDULE)
                 await asyncio.sleep(0.05)  # hold the row locks while the other replica claims
                 await uow.commit()
             return [payment.id for payment in due]
@@ -266,7 +267,7 @@ async def test_reconcilers_on_two_replicas_claim_disjoint_batches(mysql_url: str
         claimed = [pid for batch in batches for pid in batch]
         assert len(claimed) == len(set(claimed)) == 40
         async with uow_factory() as uow:
-            assert await uow.payments.claim_due(datetime.now(UTC), 100, 10, 1, 60) == []
+            assert await uow.payments.claim_due(datetime.now(UTC), 100, SCHEDULE) == []
     finally:
         async with engine.begin() as connection:
             await connection.execute(

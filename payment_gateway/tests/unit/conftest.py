@@ -37,6 +37,7 @@ def _load_fakes() -> ModuleType:
 FAKES = _load_fakes()
 
 IN_FLIGHT = timedelta(seconds=8)
+MAX_SEND_DELAY = timedelta(seconds=4)  # in-flight 8 s - bank timeout 3 s - 1 s
 IDEMPOTENCY_TTL = timedelta(hours=24)
 FIRST_RECONCILE_DELAY = timedelta(seconds=2)
 NOT_FOUND_GRACE = timedelta(seconds=30)
@@ -80,6 +81,7 @@ def payment_policy() -> PaymentPolicy:
         idempotency_ttl=IDEMPOTENCY_TTL,
         in_flight=IN_FLIGHT,
         first_reconcile_delay=FIRST_RECONCILE_DELAY,
+        max_send_delay=MAX_SEND_DELAY,
     )
 
 

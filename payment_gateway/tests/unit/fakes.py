@@ -22,6 +22,7 @@ from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     Payment,
     Resolution,
+    RetrySchedule,
     statuses_that_may_become,
 )
 from payment_gateway.service.ports import (
@@ -179,9 +180,7 @@ class FakePaymentRepository:
         self,
         now: datetime,
         limit: int,
-        lease_seconds: float,
-        backoff_base: float,
-        backoff_max: float,
+        schedule: RetrySchedule,
     ) -> list[DuePayment]:
         due = sorted(
             (
@@ -195,8 +194,7 @@ class FakePaymentRepository:
         )[:limit]
         claimed = []
         for row in due:
-            backoff = min(backoff_base * 2 ** min(row.attempts, 20), backoff_max)
-            row.next_attempt_at = now + timedelta(seconds=max(backoff, lease_seconds))
+            row.next_attempt_at = schedule.next_look(now, row.attempts)
             row.attempts += 1
             self._touch(row.payment.id)
             claimed.append(

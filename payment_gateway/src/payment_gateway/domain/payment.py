@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from payment_gateway.domain.card import CardSummary
@@ -117,3 +117,20 @@ class PaymentRequest:
             self.reference,
         ]
         return json.dumps(fields, ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySchedule:
+    """When the reconciler may look at an open payment again after claiming it.
+
+    Exponential backoff per payment, but never sooner than the claim's lease, which must
+    outlast one bank inquiry so that no other replica takes the payment meanwhile.
+    """
+
+    lease_seconds: float
+    base_seconds: float
+    max_seconds: float
+
+    def next_look(self, now: datetime, attempts: int) -> datetime:
+        backoff = min(self.base_seconds * 2 ** min(attempts, 20), self.max_seconds)
+        return now + timedelta(seconds=max(backoff, self.lease_seconds))

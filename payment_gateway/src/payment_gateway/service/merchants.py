@@ -7,11 +7,12 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import GatewayError, Unauthorized
-from payment_gateway.service.ports import DuplicateMerchant, UnitOfWorkFactory
+from payment_gateway.service.ports import DuplicateMerchant, UnitOfWork, UnitOfWorkFactory
 
 KEY_PREFIX_LENGTH = 12
 DEMO_MERCHANTS = {
@@ -81,9 +82,7 @@ class MerchantService:
             except DuplicateMerchant:
                 raise MerchantExists(f"merchant {name!r} already exists") from None
             api_key = new_api_key()
-            await uow.merchants.add_key(
-                merchant.id, hash_api_key(api_key), key_prefix(api_key), now
-            )
+            await _register_key(uow, merchant, api_key, now)
             await uow.commit()
         return NewApiKey(merchant, api_key)
 
@@ -94,9 +93,7 @@ class MerchantService:
             if merchant is None:
                 raise GatewayError(f"no merchant {name!r}")
             api_key = new_api_key()
-            await uow.merchants.add_key(
-                merchant.id, hash_api_key(api_key), key_prefix(api_key), now
-            )
+            await _register_key(uow, merchant, api_key, now)
             await uow.commit()
         return NewApiKey(merchant, api_key)
 
@@ -120,9 +117,12 @@ class MerchantService:
                 merchant = Merchant(str(uuid.uuid4()), name)
                 try:
                     await uow.merchants.add(merchant, now)
-                    await uow.merchants.add_key(
-                        merchant.id, hash_api_key(api_key), key_prefix(api_key), now
-                    )
+                    await _register_key(uow, merchant, api_key, now)
                     await uow.commit()
                 except DuplicateMerchant:
                     pass  # another worker seeded it first
+
+
+async def _register_key(uow: UnitOfWork, merchant: Merchant, api_key: str, now: datetime) -> None:
+    """Store a key as what may be kept of it: its hash, and its prefix for display."""
+    await uow.merchants.add_key(merchant.id, hash_api_key(api_key), key_prefix(api_key), now)

@@ -21,7 +21,6 @@ from payment_gateway.domain.payment import (
     PaymentStatus,
     Resolution,
 )
-from payment_gateway.observability import PAYMENTS
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
     FieldError,
@@ -30,6 +29,7 @@ from payment_gateway.service.errors import (
     RequestInProgress,
     StorageUnavailable,
 )
+from payment_gateway.service.events import payment_status_changed
 from payment_gateway.service.ports import (
     BankAdapter,
     CardEncryptor,
@@ -55,8 +55,9 @@ class PaymentPolicy:
     idempotency_ttl: timedelta
     in_flight: timedelta  # how long an `init` payment may still have its request running
     first_reconcile_delay: timedelta
-    # Past this age an unsent payment may already be failed by a reconciler ("never sent").
-    max_send_delay: timedelta = timedelta(seconds=25)
+    # Past this age a payment is not sent any more: its bank call could then outlast the
+    # in-flight window, inside which retries get 409 and the reconciler leaves it alone.
+    max_send_delay: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +97,17 @@ class PaymentService:
         payment = await self._record(merchant, request, idempotency)
         if isinstance(payment, CreateOutcome):
             return payment  # an earlier request with the same key
-        _status_changed(payment, amount=payment.amount, currency=payment.currency)
+        payment_status_changed(
+            payment.id,
+            payment.merchant_id,
+            payment.status.value,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
 
         if self._clock() - payment.created_at > self._policy.max_send_delay:
-            # Recording took so long that the reconciler may already count this payment as
-            # never sent: sending now could charge a payment it fails. Send nothing.
+            # Recording took so long that the bank call could outlast the in-flight window,
+            # when retries and the reconciler treat the payment as abandoned. Send nothing.
             log.warning("payment_not_sent_too_late", payment_id=payment.id)
             resolution = Resolution(
                 PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
@@ -144,8 +151,8 @@ class PaymentService:
                 if attempts >= _STORAGE_RETRIES:
                     raise
                 unconfirmed.add(payment.id)
-            attempts += 1
-            await asyncio.sleep(0.05 * attempts)
+                attempts += 1
+                await asyncio.sleep(0.05 * attempts)
 
     def _new_payment(
         self, merchant: Merchant, request: PaymentRequest
@@ -201,7 +208,13 @@ class PaymentService:
                 await asyncio.sleep(0.05 * (attempt + 1))
         if applied:
             payment.apply(resolution, done)
-            _status_changed(payment, code=payment.code, decline_reason=payment.decline_reason)
+            payment_status_changed(
+                payment.id,
+                payment.merchant_id,
+                payment.status.value,
+                code=payment.code,
+                decline_reason=payment.decline_reason,
+            )
             return payment
         return current or payment  # the reconciler got there first: show what it recorded
 
@@ -247,15 +260,3 @@ class PaymentService:
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
         return payment
-
-
-def _status_changed(payment: Payment, **details: object) -> None:
-    """One log line and one metric per state change of a payment."""
-    log.info(
-        "payment_status_changed",
-        payment_id=payment.id,
-        merchant_id=payment.merchant_id,
-        status=payment.status.value,
-        **details,
-    )
-    PAYMENTS.labels(payment.status.value, payment.merchant_id).inc()

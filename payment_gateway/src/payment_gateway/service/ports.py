@@ -12,7 +12,7 @@ from typing import Protocol, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
-from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution
+from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution, RetrySchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +84,7 @@ class PaymentRepository(Protocol):
         self,
         now: datetime,
         limit: int,
-        lease_seconds: float,
-        backoff_base: float,
-        backoff_max: float,
+        schedule: RetrySchedule,
     ) -> list[DuePayment]: ...
 
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int: ...

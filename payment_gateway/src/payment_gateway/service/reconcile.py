@@ -9,9 +9,15 @@ from datetime import timedelta
 import structlog
 
 from payment_gateway.domain.bank import BankFault, resolve_deposit
-from payment_gateway.domain.payment import DeclineReason, PaymentStatus, Resolution
-from payment_gateway.observability import PAYMENTS, RECONCILER_LAG
+from payment_gateway.domain.payment import (
+    DeclineReason,
+    PaymentStatus,
+    Resolution,
+    RetrySchedule,
+)
+from payment_gateway.observability import RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
+from payment_gateway.service.events import payment_status_changed
 from payment_gateway.service.ports import BankAdapter, DuePayment, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -25,6 +31,10 @@ class ReconcilePolicy:
     lease_seconds: float  # how long a claim keeps other replicas away
     max_backoff_seconds: float
     idempotency_ttl: timedelta
+
+    @property
+    def schedule(self) -> RetrySchedule:
+        return RetrySchedule(self.lease_seconds, self.interval_seconds, self.max_backoff_seconds)
 
 
 @dataclass(slots=True)
@@ -61,9 +71,7 @@ class Reconciler:
                 due = await uow.payments.claim_due(
                     now,
                     min(self._concurrency, self._policy.batch_size - report.claimed),
-                    self._policy.lease_seconds,
-                    self._policy.interval_seconds,
-                    self._policy.max_backoff_seconds,
+                    self._policy.schedule,
                 )
                 if not report.claimed:
                     oldest = await uow.payments.oldest_open_created_at()
@@ -99,15 +107,14 @@ class Reconciler:
             applied = await uow.payments.apply_resolution(payment.id, resolution, now, next_look)
             await uow.commit()
         if applied:
-            log.info(
-                "payment_status_changed",
-                payment_id=payment.id,
-                status=resolution.status.value,
+            payment_status_changed(
+                payment.id,
+                payment.merchant_id,
+                resolution.status.value,
                 code=resolution.code,
                 decline_reason=resolution.decline_reason,
                 by="reconciler",
             )
-            PAYMENTS.labels(resolution.status.value, payment.merchant_id).inc()
         return applied
 
     async def release_expired_idempotency_keys(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from payment_gateway.domain.payment import (
     Payment,
     PaymentStatus,
     Resolution,
+    RetrySchedule,
     statuses_that_may_become,
 )
 from payment_gateway.service.ports import (
@@ -221,9 +222,7 @@ class SqlPaymentRepository:
         self,
         now: datetime,
         limit: int,
-        lease_seconds: float,
-        backoff_base: float,
-        backoff_max: float,
+        schedule: RetrySchedule,
     ) -> list[DuePayment]:
         """Claim open payments whose next look is due, pushing that look into the future.
 
@@ -249,12 +248,11 @@ class SqlPaymentRepository:
         rows = (await self._connection.execute(statement)).all()
         claimed: list[DuePayment] = []
         for row in rows:
-            backoff = min(backoff_base * 2 ** min(row.attempts, 20), backoff_max)
             claim = (
                 update(payments)
                 .where(payments.c.id == row.id, due)
                 .values(
-                    next_attempt_at=now + timedelta(seconds=max(backoff, lease_seconds)),
+                    next_attempt_at=schedule.next_look(now, row.attempts),
                     attempts=payments.c.attempts + 1,
                 )
             )
