@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         version="0.1.0",
         summary="Stand-in acquiring bank: test cards with fixed outcomes.",
         default_response_class=JSONBytesResponse,
+        # No OpenTelemetry: FastAPI's hook would look up its providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.ledger = ledger

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from payment_gateway.api.body_limit import BodySizeLimitMiddleware
 from payment_gateway.api.dependencies import Services
@@ -24,6 +25,7 @@ from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
 from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.group_commit import GroupCommitRecorder
 from payment_gateway.storage.migrate import migrate
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 from payment_gateway.storage.vault import CardVault
@@ -35,6 +37,9 @@ DESCRIPTION = """Card payments for merchants.
 Authenticate with `Authorization: Bearer <API key>`. Amounts are integers in the currency's
 minor unit. Send an `Idempotency-Key` to retry safely. Errors are RFC 9457 problem+json.
 """
+
+
+NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(
@@ -62,6 +67,7 @@ def create_app(
                 max_connections=settings.bank_max_connections,
             )
         bank_adapter: BankAdapter = bank or http_bank  # type: ignore[assignment]
+        recorder = GroupCommitRecorder(uow)
         payments = PaymentService(
             uow,
             bank_adapter,
@@ -77,6 +83,7 @@ def create_app(
                     seconds=max(settings.in_flight_seconds - settings.bank_timeout_seconds - 1, 1)
                 ),
             ),
+            recorder=recorder,
         )
         merchants = MerchantService(uow, cache_seconds=settings.merchant_cache_seconds)
         if settings.seed_demo_merchants:
@@ -104,6 +111,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await recorder.aclose()
             if http_bank is not None:
                 await http_bank.aclose()
             await uow.dispose()
@@ -115,6 +123,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Metrics are Prometheus (/metrics). FastAPI's OpenTelemetry hook would otherwise look
+        # up the global OTel providers (and the environment) on every request, for nothing.
+        telemetry=NO_OPENTELEMETRY,
     )
     install_error_handlers(app)
     install_docs(app)

@@ -36,6 +36,11 @@ BANK_CALL_SECONDS = Histogram(
 BANK_CALL_ERRORS = Counter(
     "gateway_bank_call_errors_total", "Bank calls without a usable answer, by kind", ["kind"]
 )
+RECORD_BATCH_SIZE = Histogram(
+    "gateway_record_batch_size",
+    "New payments committed together in one transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 RECONCILER_LAG = Gauge(
     "gateway_reconciler_oldest_open_payment_age_seconds",
     "Age of the oldest payment still init or processing (0 when none)",

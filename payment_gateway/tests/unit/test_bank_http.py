@@ -278,7 +278,7 @@ async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: Any, call: s
 
 
 async def test_an_https_bank_uses_a_tls_capable_transport() -> None:
-    """The plain-asyncio backend has no TLS: an https bank must not be given to it."""
+    """Http11Transport speaks no TLS: an https bank must get httpx's own transport."""
     import socket
 
     from payment_gateway.bank.http import HttpBankAdapter

@@ -35,6 +35,8 @@ from payment_gateway.service.ports import (
     CardEncryptor,
     DuplicateIdempotencyKey,
     IdempotencyRecord,
+    NewPayment,
+    PaymentRecorder,
     StoredCard,
     UnitOfWorkFactory,
 )
@@ -66,6 +68,18 @@ class CreateOutcome:
     replayed: bool
 
 
+class TransactionalRecorder:
+    """Records each new payment in a transaction of its own."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def record(self, new: NewPayment) -> None:
+        async with self._uow() as uow:
+            await uow.payments.add(new.payment, new.card, new.idempotency, new.next_attempt_at)
+            await uow.commit()
+
+
 class PaymentService:
     def __init__(
         self,
@@ -75,8 +89,11 @@ class PaymentService:
         request_hash_key: bytes,
         policy: PaymentPolicy,
         clock: Clock = utc_now,
+        recorder: PaymentRecorder | None = None,
     ) -> None:
         self._uow = uow
+        # Production passes a recorder that commits concurrent payments together.
+        self._recorder = recorder or TransactionalRecorder(uow)
         self._bank = bank
         self._vault = vault
         self._hash_key = request_hash_key
@@ -129,11 +146,11 @@ class PaymentService:
         while True:
             payment, card = self._new_payment(merchant, request)
             try:
-                async with self._uow() as uow:
-                    await uow.payments.add(
+                await self._recorder.record(
+                    NewPayment(
                         payment, card, idempotency, payment.created_at + self._policy.in_flight
                     )
-                    await uow.commit()
+                )
                 return payment
             except DuplicateIdempotencyKey:
                 assert idempotency is not None

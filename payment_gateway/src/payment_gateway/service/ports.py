@@ -47,6 +47,16 @@ class DuePayment:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class NewPayment:
+    """A payment about to be recorded (`init`), with its card and idempotency claim."""
+
+    payment: Payment
+    card: StoredCard
+    idempotency: IdempotencyRecord | None
+    next_attempt_at: datetime  # when the reconciler may first look at it
+
+
 class DuplicateIdempotencyKey(Exception):
     """The (merchant, idempotency key) pair is already claimed by another payment."""
 
@@ -132,6 +142,16 @@ class UnitOfWork(Protocol):
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> UnitOfWork:
         """A unit of work; ``single_statement`` ones may commit each statement on its own."""
+        ...
+
+
+class PaymentRecorder(Protocol):
+    async def record(self, new: NewPayment) -> None:
+        """Commit the payment and its card before returning.
+
+        Raises DuplicateIdempotencyKey when the key is already claimed, StorageUnavailable when
+        the database cannot be reached (the commit may then have happened unseen).
+        """
         ...
 
 

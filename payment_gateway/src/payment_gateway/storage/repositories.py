@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from payment_gateway.service.ports import (
     DuplicateMerchant,
     IdempotencyRecord,
     KeyedPayment,
+    NewPayment,
     StoredCard,
 )
 from payment_gateway.storage.tables import api_keys, cards, merchants, payments
@@ -97,6 +99,41 @@ _GUARDED_UPDATES = {
 }
 
 
+def _card_row(entry: NewPayment) -> dict[str, Any]:
+    payment, card, summary = entry.payment, entry.card, entry.payment.card
+    return {
+        "id": card.id,
+        "merchant_id": payment.merchant_id,
+        "pan_encrypted": card.pan_encrypted,
+        "holder_name_encrypted": card.holder_name_encrypted,
+        "bin": card.bin,
+        "last4": summary.last4,
+        "brand": summary.brand,
+        "expiry_month": summary.expiry_month,
+        "expiry_year": summary.expiry_year,
+        "created_at": payment.created_at,
+    }
+
+
+def _payment_row(entry: NewPayment) -> dict[str, Any]:
+    payment, idempotency = entry.payment, entry.idempotency
+    return {
+        "id": payment.id,
+        "merchant_id": payment.merchant_id,
+        "card_id": entry.card.id,
+        "status": payment.status.value,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "reference": payment.reference,
+        "idempotency_key": idempotency.key if idempotency else None,
+        "request_hash": idempotency.request_hash if idempotency else None,
+        "created_at": payment.created_at,
+        "updated_at": payment.updated_at,
+        "next_attempt_at": entry.next_attempt_at,
+        "attempts": 0,
+    }
+
+
 def _to_payment(row: Any) -> Payment:
     return Payment(
         id=row.id,
@@ -125,48 +162,29 @@ class SqlPaymentRepository:
         idempotency: IdempotencyRecord | None,
         next_attempt_at: datetime,
     ) -> None:
-        summary = payment.card
-        card_row = {
-            "id": card.id,
-            "merchant_id": payment.merchant_id,
-            "pan_encrypted": card.pan_encrypted,
-            "holder_name_encrypted": card.holder_name_encrypted,
-            "bin": card.bin,
-            "last4": summary.last4,
-            "brand": summary.brand,
-            "expiry_month": summary.expiry_month,
-            "expiry_year": summary.expiry_year,
-            "created_at": payment.created_at,
-        }
-        payment_row = {
-            "id": payment.id,
-            "merchant_id": payment.merchant_id,
-            "card_id": card.id,
-            "status": payment.status.value,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "reference": payment.reference,
-            "idempotency_key": idempotency.key if idempotency else None,
-            "request_hash": idempotency.request_hash if idempotency else None,
-            "created_at": payment.created_at,
-            "updated_at": payment.updated_at,
-            "next_attempt_at": next_attempt_at,
-            "attempts": 0,
-        }
+        await self.add_many([NewPayment(payment, card, idempotency, next_attempt_at)])
 
-        def insert_both(connection: Connection) -> None:
+    async def add_many(self, entries: Sequence[NewPayment]) -> None:
+        """Insert payments with their cards: two statements, however many payments."""
+        card_rows = [_card_row(entry) for entry in entries]
+        payment_rows = [_payment_row(entry) for entry in entries]
+
+        def insert_all(connection: Connection) -> None:
             # Both statements in one hop to the driver's thread of control (one greenlet
-            # switch instead of two): the hot path of every payment.
-            connection.execute(_insert_card, card_row)
-            connection.execute(_insert_payment, payment_row)
+            # switch instead of two); a list of rows is one multi-row INSERT on MySQL.
+            connection.execute(_insert_card, card_rows if len(entries) > 1 else card_rows[0])
+            connection.execute(
+                _insert_payment, payment_rows if len(entries) > 1 else payment_rows[0]
+            )
 
         try:
-            await self._connection.run_sync(insert_both)
+            await self._connection.run_sync(insert_all)
         except IntegrityError as exc:
             # The only unique constraint a fresh uuid can hit is the idempotency claim.
-            if idempotency is None:
+            claimed = [entry.idempotency.key for entry in entries if entry.idempotency]
+            if not claimed:
                 raise
-            raise DuplicateIdempotencyKey(idempotency.key) from exc
+            raise DuplicateIdempotencyKey(claimed[0] if len(claimed) == 1 else None) from exc
 
     async def get(self, payment_id: str, merchant_id: str) -> Payment | None:
         statement = _payment_with_card.where(

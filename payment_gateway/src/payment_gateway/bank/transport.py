@@ -1,0 +1,254 @@
+"""A lean HTTP/1.1 keep-alive transport for httpx, for a plain-http bank.
+
+httpx's default transport (httpcore with the pure-Python h11 parser, over anyio) costs more CPU
+per bank call than everything else the gateway does for a payment. This transport keeps
+httpx's interface (``httpx.Request`` in, ``httpx.Response`` out, httpx's exceptions) and does
+the exchange on an asyncio protocol with httptools, the C parser uvicorn uses. An https bank
+keeps httpx's own transport: TLS is not this module's business.
+
+What it promises, as httpcore does: a request is written once and never retried; a connection
+is reused only after a complete response that allows it, and never once it has seen a byte or
+an EOF while idle; every failure is an ``httpx.TransportError`` that says whether the request
+could have reached the server (``ConnectError``/``ConnectTimeout``/``PoolTimeout``: it did not).
+"""
+
+# httpx's transport interface names these things: not ours to change.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from typing import cast
+
+import httptools
+import httpx
+
+MAX_RESPONSE_BYTES = 1024 * 1024  # a bank answer is a few hundred bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection; one request/response exchange at a time."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._answer: asyncio.Future[httpx.Response] | None = None
+        self._request: httpx.Request | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._headers_done = False
+        self._complete = False
+        self.reusable = False  # set after a complete keep-alive response
+        self.closed = False
+        self.idle_since = 0.0
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._parser is None:
+            # Bytes on an idle connection: stale or unsolicited. Its framing is unknown now.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx.RemoteProtocolError("the bank switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed answer from the bank: {exc}"))
+
+    def eof_received(self) -> bool:
+        self._finish_at_eof()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        self._finish_at_eof()
+
+    # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer behind the one we asked for: the framing can't be trusted.
+            self.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_RESPONSE_BYTES:
+            self._fail(httpx.RemoteProtocolError("the bank's answer is too large"))
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        assert self._parser is not None
+        self._complete = True
+        self.reusable = self._parser.should_keep_alive()
+        self._resolve()
+
+    # -- the exchange
+
+    async def exchange(self, request: httpx.Request, head: bytes) -> httpx.Response:
+        assert self._transport is not None
+        assert self._answer is None, "one exchange at a time"
+        self._answer = asyncio.get_running_loop().create_future()
+        self._request = request
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers, self._body, self._body_size = [], [], 0
+        self._headers_done = False
+        self._complete = False
+        self.reusable = False
+        self._transport.write(head + request.content)
+        try:
+            return await self._answer
+        finally:
+            self._answer = None
+            self._request = None
+            self._parser = None
+
+    def _resolve(self) -> None:
+        answer, parser = self._answer, self._parser
+        if answer is None or answer.done() or parser is None:
+            return
+        answer.set_result(
+            httpx.Response(
+                parser.get_status_code(),
+                headers=self._headers,
+                content=b"".join(self._body),
+                request=self._request,
+            )
+        )
+
+    def _fail(self, error: Exception) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(error)
+        self.close()
+
+    def _finish_at_eof(self) -> None:
+        if self._answer is None or self._answer.done():
+            return
+        headers = {name.lower() for name, _ in self._headers}
+        if self._headers_done and not headers & {b"content-length", b"transfer-encoding"}:
+            # A body without a length ends where the connection does (RFC 9112 section 6.3).
+            self._resolve()
+        else:
+            self._fail(httpx.RemoteProtocolError("the bank closed the connection mid-answer"))
+
+    def close(self) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """A keep-alive pool of at most ``max_connections`` connections to plain-http origins."""
+
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 4.0) -> None:
+        # keepalive_expiry stays below common server idle timeouts (uvicorn's is 5 s), so a
+        # connection is dropped here before the server drops it under a request in flight.
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol(f"{url.scheme!r} is not served by this transport")
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed", request=request)
+        timeouts = request.extensions.get("timeout", {})
+        origin = (url.host, url.port or 80)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection to the bank", request=request) from None
+        try:
+            connection = self._take_idle(origin)
+            if connection is None:
+                connection = await self._connect(origin, timeouts.get("connect"), request)
+            try:
+                async with asyncio.timeout(timeouts.get("read")):
+                    response = await connection.exchange(request, _head(request))
+            except TimeoutError:
+                connection.close()
+                raise httpx.ReadTimeout(
+                    "the bank did not answer in time", request=request
+                ) from None
+            except BaseException:
+                connection.close()
+                raise
+            if connection.reusable and not connection.closed and not self._closed:
+                connection.idle_since = time.monotonic()
+                self._idle.setdefault(origin, deque()).append(connection)
+            else:
+                connection.close()
+            return response
+        finally:
+            self._slots.release()
+
+    def _take_idle(self, origin: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to be stale
+            if not connection.closed and now - connection.idle_since < self._keepalive_expiry:
+                return connection
+            connection.close()
+        return None
+
+    @staticmethod
+    async def _connect(
+        origin: tuple[str, int], timeout: float | None, request: httpx.Request
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, connection = await loop.create_connection(_Connection, *origin)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(
+                "connecting to the bank timed out", request=request
+            ) from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to the bank: {exc}", request=request) from exc
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
+
+def _head(request: httpx.Request) -> bytes:
+    """Request line and headers (httpx.Request already carries Host and Content-Length)."""
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
+        # A CR or LF inside a header would let its value start a header of its own.
+        raise httpx.LocalProtocolError("line break in a request header", request=request)
+    return head

@@ -1,0 +1,162 @@
+"""GroupCommitRecorder on real databases: concurrent payments share a transaction, and each
+request still hears exactly what happened to its own payment."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from payment_gateway.domain.card import CardSummary
+from payment_gateway.domain.merchant import Merchant
+from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.service.errors import StorageUnavailable
+from payment_gateway.service.ports import (
+    DuplicateIdempotencyKey,
+    IdempotencyRecord,
+    NewPayment,
+    StoredCard,
+)
+from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.group_commit import GroupCommitRecorder
+from payment_gateway.storage.migrate import migrate
+from payment_gateway.storage.tables import payments
+from payment_gateway.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+from sqlalchemy import func, select
+
+
+class CountingFactory(SqlUnitOfWorkFactory):
+    """The real unit of work, counting the transactions opened."""
+
+    transactions = 0
+
+    def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> SqlUnitOfWork:
+        self.transactions += 1
+        return super().__call__(read_only=read_only, single_statement=single_statement)
+
+
+@dataclass
+class Store:
+    uow: CountingFactory
+    merchant: Merchant
+
+    async def count(self, **where: str) -> int:
+        statement = select(func.count()).select_from(payments)
+        statement = statement.where(payments.c.merchant_id == self.merchant.id)
+        for column, value in where.items():
+            statement = statement.where(payments.c[column] == value)
+        async with self.uow.engine.connect() as connection:
+            return int(await connection.scalar(statement) or 0)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    engine = create_engine(database_url, pool_size=4)
+    await migrate(engine)
+    uow = CountingFactory(engine)
+    merchant = Merchant(str(uuid.uuid4()), f"group-commit-{uuid.uuid4().hex[:8]}")
+    async with uow() as work:
+        await work.merchants.add(merchant, datetime.now(UTC))
+        await work.commit()
+    try:
+        yield Store(uow, merchant)
+    finally:
+        await uow.dispose()
+
+
+def new_payment(merchant: Merchant, key: str | None = None) -> NewPayment:
+    now = datetime.now(UTC)
+    payment = Payment(
+        id=str(uuid.uuid4()),
+        merchant_id=merchant.id,
+        status=PaymentStatus.INIT,
+        amount=1000,
+        currency="EUR",
+        reference="group-commit",
+        card=CardSummary("4242", "visa", 12, 2042),
+        created_at=now,
+        updated_at=now,
+    )
+    card = StoredCard(str(uuid.uuid4()), b"ciphertext", None, "424242")
+    idempotency = IdempotencyRecord(key, "hash") if key else None
+    return NewPayment(payment, card, idempotency, now + timedelta(seconds=60))
+
+
+async def test_concurrent_payments_are_committed_together(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    before = store.uow.transactions
+    await asyncio.gather(*(recorder.record(new_payment(store.merchant)) for _ in range(40)))
+    # All 40 arrive before the writer gets to run: one transaction for all of them.
+    assert store.uow.transactions - before == 1
+    assert await store.count() == 40
+
+
+async def test_a_payment_alone_is_written_at_once(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    await recorder.record(new_payment(store.merchant))
+    assert await store.count() == 1
+    await recorder.record(new_payment(store.merchant))
+    assert await store.count() == 2
+
+
+async def test_batches_are_bounded(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow, max_batch=8)
+    before = store.uow.transactions
+    await asyncio.gather(*(recorder.record(new_payment(store.merchant)) for _ in range(25)))
+    assert store.uow.transactions - before == 4  # 8 + 8 + 8 + 1
+    assert await store.count() == 25
+
+
+async def test_a_reused_key_fails_only_its_own_request(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    await recorder.record(new_payment(store.merchant, key="taken"))
+    batch = [new_payment(store.merchant, key=f"k-{n}") for n in range(6)]
+    batch.insert(3, new_payment(store.merchant, key="taken"))  # reuses an existing key
+    batch.append(new_payment(store.merchant, key="k-1"))  # reuses a key of the same batch
+
+    results = await asyncio.gather(
+        recorder.record(new_payment(store.merchant)),
+        *(recorder.record(new) for new in batch),
+        return_exceptions=True,
+    )
+
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 2
+    assert all(isinstance(error, DuplicateIdempotencyKey) for error in failed)
+    assert results[1 + 3] is failed[0]  # the one that reused "taken"
+    assert results[-1] is failed[1]  # the second "k-1"
+    assert await store.count() == 1 + 1 + 6
+    assert await store.count(idempotency_key="taken") == 1
+    assert await store.count(idempotency_key="k-1") == 1
+
+
+async def test_a_database_outage_reaches_every_waiting_request(store: Store) -> None:
+    dead = SqlUnitOfWorkFactory(create_engine("mysql+asyncmy://nobody@127.0.0.1:1/none"))
+    recorder = GroupCommitRecorder(dead)
+    try:
+        results = await asyncio.gather(
+            *(recorder.record(new_payment(store.merchant)) for _ in range(5)),
+            return_exceptions=True,
+        )
+    finally:
+        await dead.dispose()
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert len({id(r) for r in results}) == 5  # each request raises an exception of its own
+
+
+async def test_a_cancelled_request_does_not_stop_the_others(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    first = asyncio.create_task(recorder.record(new_payment(store.merchant)))
+    queued = [asyncio.create_task(recorder.record(new_payment(store.merchant))) for _ in range(5)]
+    await asyncio.sleep(0)
+    queued[2].cancel()
+    await first
+    done = await asyncio.gather(*queued, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    assert [r for i, r in enumerate(done) if i != 2] == [None] * 4
+    # A cancelled request's payment may still be committed with its batch (the reconciler
+    # settles it, as after any request cut off once its payment was recorded).
+    assert await store.count() in (5, 6)
