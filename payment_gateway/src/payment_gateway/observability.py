@@ -37,8 +37,9 @@ BANK_CALL_ERRORS = Counter(
     "gateway_bank_call_errors_total", "Bank calls without a usable answer, by kind", ["kind"]
 )
 RECORD_BATCH_SIZE = Histogram(
-    "gateway_record_batch_size",
-    "New payments committed together in one transaction (group commit)",
+    "gateway_group_commit_batch_size",
+    "Writes committed together in one transaction (new payments, outcomes)",
+    ["write"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 RECONCILER_LAG = Gauge(

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.merchant import Merchant
-from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.domain.payment import Payment, PaymentStatus, Resolution
 from payment_gateway.service.errors import StorageUnavailable
 from payment_gateway.service.ports import (
     DuplicateIdempotencyKey,
     IdempotencyRecord,
     NewPayment,
+    Outcome,
     StoredCard,
 )
 from payment_gateway.storage.database import create_engine
@@ -133,16 +134,23 @@ async def test_a_reused_key_fails_only_its_own_request(store: Store) -> None:
     assert await store.count(idempotency_key="k-1") == 1
 
 
-async def test_a_database_outage_reaches_every_waiting_request(store: Store) -> None:
+@pytest.fixture
+async def unreachable() -> AsyncIterator[GroupCommitRecorder]:
+    """A recorder whose database is down (nothing listens on port 1)."""
     dead = SqlUnitOfWorkFactory(create_engine("mysql+asyncmy://nobody@127.0.0.1:1/none"))
-    recorder = GroupCommitRecorder(dead)
     try:
-        results = await asyncio.gather(
-            *(recorder.record(new_payment(store.merchant)) for _ in range(5)),
-            return_exceptions=True,
-        )
+        yield GroupCommitRecorder(dead)
     finally:
         await dead.dispose()
+
+
+async def test_a_database_outage_reaches_every_waiting_request(
+    store: Store, unreachable: GroupCommitRecorder
+) -> None:
+    results = await asyncio.gather(
+        *(unreachable.record(new_payment(store.merchant)) for _ in range(5)),
+        return_exceptions=True,
+    )
     assert all(isinstance(r, StorageUnavailable) for r in results)
     assert len({id(r) for r in results}) == 5  # each request raises an exception of its own
 
@@ -160,3 +168,76 @@ async def test_a_cancelled_request_does_not_stop_the_others(store: Store) -> Non
     # A cancelled request's payment may still be committed with its batch (the reconciler
     # settles it, as after any request cut off once its payment was recorded).
     assert await store.count() in (5, 6)
+
+
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+async def recorded(store: Store, recorder: GroupCommitRecorder, count: int) -> list[NewPayment]:
+    news = [new_payment(store.merchant) for _ in range(count)]
+    await asyncio.gather(*(recorder.record(new) for new in news))
+    return news
+
+
+async def status_of(store: Store, payment_id: str) -> tuple[str, str | None]:
+    async with store.uow.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(payments.c.status, payments.c.code).where(payments.c.id == payment_id)
+            )
+        ).one()
+    return row.status, row.code
+
+
+def outcome(new: NewPayment, status: PaymentStatus, code: str) -> Outcome:
+    return Outcome(new.payment.id, Resolution(status, code=code), datetime.now(UTC), None)
+
+
+async def test_concurrent_outcomes_are_committed_together(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    news = await recorded(store, recorder, 12)
+    targets = [
+        (PaymentStatus.SUCCEEDED, "0"),
+        (PaymentStatus.FAILED, "100"),
+        (PaymentStatus.PROCESSING, "200"),
+    ]
+    before = store.uow.transactions
+
+    applied = await asyncio.gather(
+        *(recorder.record_outcome(outcome(new, *targets[i % 3])) for i, new in enumerate(news))
+    )
+
+    assert applied == [True] * 12
+    assert store.uow.transactions - before == 1
+    for i, new in enumerate(news):
+        status, code = targets[i % 3]
+        assert await status_of(store, new.payment.id) == (status.value, code)
+
+
+async def test_an_outcome_its_payment_no_longer_allows_is_refused_alone(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    news = await recorded(store, recorder, 6)
+    # The reconciler got to one of them first: it is already succeeded.
+    assert await recorder.record_outcome(outcome(news[2], PaymentStatus.SUCCEEDED, "0"))
+
+    applied = await asyncio.gather(
+        *(recorder.record_outcome(outcome(new, PaymentStatus.FAILED, "100")) for new in news)
+    )
+
+    assert applied == [True, True, False, True, True, True]
+    assert await status_of(store, news[2].payment.id) == ("succeeded", "0")
+    for new in news[:2] + news[3:]:
+        assert await status_of(store, new.payment.id) == ("failed", "100")
+
+
+async def test_an_outcome_batch_that_cannot_reach_the_database_fails_each_request(
+    store: Store, unreachable: GroupCommitRecorder
+) -> None:
+    news = await recorded(store, GroupCommitRecorder(store.uow), 4)
+    results = await asyncio.gather(
+        *(unreachable.record_outcome(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in news),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    for new in news:
+        assert await status_of(store, new.payment.id) == ("init", None)

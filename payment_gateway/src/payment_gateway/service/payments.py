@@ -36,6 +36,7 @@ from payment_gateway.service.ports import (
     DuplicateIdempotencyKey,
     IdempotencyRecord,
     NewPayment,
+    Outcome,
     PaymentRecorder,
     StoredCard,
     UnitOfWorkFactory,
@@ -78,6 +79,14 @@ class TransactionalRecorder:
         async with self._uow() as uow:
             await uow.payments.add(new.payment, new.card, new.idempotency, new.next_attempt_at)
             await uow.commit()
+
+    async def record_outcome(self, outcome: Outcome) -> bool:
+        async with self._uow(single_statement=True) as uow:
+            applied = await uow.payments.apply_resolution(
+                outcome.payment_id, outcome.resolution, outcome.now, outcome.next_attempt_at
+            )
+            await uow.commit()
+        return applied
 
 
 class PaymentService:
@@ -209,12 +218,13 @@ class PaymentService:
         )
         for attempt in range(_STORAGE_RETRIES + 1):
             try:
-                async with self._uow(single_statement=True) as uow:
-                    applied = await uow.payments.apply_resolution(
-                        payment.id, resolution, done, next_look
-                    )
-                    current = None if applied else await uow.payments.get(payment.id, merchant.id)
-                    await uow.commit()
+                applied = await self._recorder.record_outcome(
+                    Outcome(payment.id, resolution, done, next_look)
+                )
+                current = None
+                if not applied:
+                    async with self._uow(read_only=True, single_statement=True) as uow:
+                        current = await uow.payments.get(payment.id, merchant.id)
                 break
             except StorageUnavailable:
                 # The guarded update can safely run again; if it never gets through, the row

@@ -57,6 +57,16 @@ class NewPayment:
     next_attempt_at: datetime  # when the reconciler may first look at it
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to record of a payment once the bank has answered (a guarded transition)."""
+
+    payment_id: str
+    resolution: Resolution
+    now: datetime
+    next_attempt_at: datetime | None  # None once the status is terminal
+
+
 class DuplicateIdempotencyKey(Exception):
     """The (merchant, idempotency key) pair is already claimed by another payment."""
 
@@ -151,6 +161,14 @@ class PaymentRecorder(Protocol):
 
         Raises DuplicateIdempotencyKey when the key is already claimed, StorageUnavailable when
         the database cannot be reached (the commit may then have happened unseen).
+        """
+        ...
+
+    async def record_outcome(self, outcome: Outcome) -> bool:
+        """Apply the transition if the payment's status still allows it; True if it did.
+
+        Raises StorageUnavailable when the database cannot be reached (the transition is
+        safe to try again).
         """
         ...
 

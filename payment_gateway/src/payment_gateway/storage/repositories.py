@@ -39,6 +39,7 @@ from payment_gateway.service.ports import (
     IdempotencyRecord,
     KeyedPayment,
     NewPayment,
+    Outcome,
     StoredCard,
 )
 from payment_gateway.storage.tables import api_keys, cards, merchants, payments
@@ -134,6 +135,18 @@ def _payment_row(entry: NewPayment) -> dict[str, Any]:
     }
 
 
+def _resolution_params(outcome: Outcome) -> dict[str, Any]:
+    resolution = outcome.resolution
+    return {
+        "payment_id": outcome.payment_id,
+        "code": resolution.code,
+        "decline_reason": resolution.decline_reason,
+        "updated_at": outcome.now,
+        "next_attempt_at": outcome.next_attempt_at,
+        "tracking_id": resolution.tracking_id,
+    }
+
+
 def _to_payment(row: Any) -> Payment:
     return Payment(
         id=row.id,
@@ -225,16 +238,27 @@ class SqlPaymentRepository:
         """Guarded transition: the row changes only from a status allowed to become the new one."""
         result = await self._connection.execute(
             _GUARDED_UPDATES[resolution.status],
-            {
-                "payment_id": payment_id,
-                "code": resolution.code,
-                "decline_reason": resolution.decline_reason,
-                "updated_at": now,
-                "next_attempt_at": next_attempt_at,
-                "tracking_id": resolution.tracking_id,
-            },
+            _resolution_params(Outcome(payment_id, resolution, now, next_attempt_at)),
         )
         return bool(result.rowcount)
+
+    async def apply_resolutions(self, outcomes: Sequence[Outcome]) -> int:
+        """Guarded transitions of many payments, one statement per target status.
+
+        Returns how many rows changed; each payment is one row, so fewer than
+        ``len(outcomes)`` means some payment's status no longer allowed its transition.
+        """
+        by_status: dict[PaymentStatus, list[dict[str, Any]]] = {}
+        for outcome in outcomes:
+            by_status.setdefault(outcome.resolution.status, []).append(_resolution_params(outcome))
+
+        def update_all(connection: Connection) -> int:
+            return sum(
+                connection.execute(_GUARDED_UPDATES[status], rows).rowcount
+                for status, rows in by_status.items()
+            )
+
+        return await self._connection.run_sync(update_all)
 
     async def claim_due(
         self,
