@@ -86,8 +86,12 @@ async def test_a_merchant_never_reads_another_merchants_payment(gateway: Gateway
 async def test_unauthenticated_requests_get_401_before_anything_else(
     gateway: Gateway, headers: dict[str, str]
 ) -> None:
-    # An invalid body must not be reported: authentication runs first.
-    response = await gateway.client.post("/api/v1/payments", content=b"{not json", headers=headers)
+    # An invalid body, key or media type must not be reported: authentication runs first.
+    response = await gateway.client.post(
+        "/api/v1/payments",
+        content=b"{not json",
+        headers=headers | {"Idempotency-Key": "k" * 300, "Content-Type": "text/plain"},
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.headers["content-type"] == "application/problem+json"

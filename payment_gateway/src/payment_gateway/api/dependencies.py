@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.service.merchants import MerchantService
@@ -42,3 +43,9 @@ async def authenticate(
 
 
 MerchantDep = Annotated[Merchant, Depends(authenticate)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The credentials of ``Authorization: Bearer <token>``, read as HTTPBearer reads them."""
+    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+    return credentials if scheme.lower() == "bearer" and credentials else None

@@ -5,24 +5,49 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Request, Response
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy import text
 from starlette.requests import ClientDisconnect
 
-from payment_gateway.api.dependencies import MerchantDep, ServicesDep
+from payment_gateway.api.dependencies import MerchantDep, Services, ServicesDep, bearer_token
 from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
 from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
-from payment_gateway.service.errors import ClientGone, NotFound, UnsupportedMediaType
+from payment_gateway.service.errors import (
+    ClientGone,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    UnsupportedMediaType,
+)
 
 PAYMENTS_PATH = "/api/v1/payments"
 LEGACY_PAYMENT_PATH = "/api/v1/payment"
 
-_REQUEST_BODY: dict[str, Any] = {
+_IDEMPOTENCY_KEY_DESCRIPTION = "Retry-safe key (≤ 255 characters), remembered for 24 hours."
+_IDEMPOTENCY_KEY = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=255)])
+
+# What FastAPI would document for create_payment's body, bearer auth and Idempotency-Key header
+# had it read them through dependencies.
+_CREATE_DOCS: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PaymentCreate"}}},
-    }
+    },
+    "security": [{"HTTPBearer": []}],
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string", "minLength": 1, "maxLength": 255}, {"type": "null"}],
+                "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+                "title": "Idempotency-Key",
+            },
+            "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+        }
+    ],
 }
 
 
@@ -50,21 +75,21 @@ def _json(document: dict[str, Any], status_code: int, headers: dict[str, str]) -
     return Response(orjson.dumps(document), status_code, headers, media_type="application/json")
 
 
-async def create_payment(
-    request: Request,
-    merchant: MerchantDep,
-    services: ServicesDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            description="Retry-safe key (≤ 255 characters), remembered for 24 hours.",
-        ),
-    ] = None,
-) -> Response:
+async def create_payment(request: Request) -> Response:
     """Charge a card. The body is read here, after authentication, so nothing runs first."""
+    # The busiest route reads its headers itself rather than through FastAPI's dependency
+    # solver, which cost a tenth of a payment's CPU; _CREATE_DOCS documents them the same.
+    services: Services = request.app.state.services
+    merchant = await services.merchants.authenticate(bearer_token(request))
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        try:
+            _IDEMPOTENCY_KEY.validate_python(idempotency_key)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                "the request is invalid: see errors",
+                errors=[FieldError("Idempotency-Key", e["msg"]) for e in exc.errors()],
+            ) from None
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType("send the payment as application/json")
@@ -120,7 +145,7 @@ for path, include in ((PAYMENTS_PATH, True), (LEGACY_PAYMENT_PATH, False)):
         status_code=201,
         response_model=PaymentOut,
         responses=_create_responses,
-        openapi_extra=_REQUEST_BODY,
+        openapi_extra=_CREATE_DOCS,
         include_in_schema=include,
         summary="Create a payment",
         name="create_payment" if include else "create_payment_legacy",
