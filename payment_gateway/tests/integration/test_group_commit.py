@@ -241,3 +241,50 @@ async def test_an_outcome_batch_that_cannot_reach_the_database_fails_each_reques
     assert all(isinstance(r, StorageUnavailable) for r in results)
     for new in news:
         assert await status_of(store, new.payment.id) == ("init", None)
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+async def test_any_failing_row_fails_only_its_own_request(store: Store) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    orphan = new_payment(Merchant(str(uuid.uuid4()), "no such merchant"))  # breaks the FK
+    batch = [new_payment(store.merchant) for _ in range(4)]
+    batch.insert(2, orphan)
+
+    results = await asyncio.gather(*(recorder.record(new) for new in batch), return_exceptions=True)
+
+    assert [isinstance(r, Exception) for r in results] == [False, False, True, False, False]
+    assert await store.count() == 4
+
+
+class StallingFactory(SqlUnitOfWorkFactory):
+    """Transactions that hang before they start, until told otherwise."""
+
+    stall = True
+
+    def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> SqlUnitOfWork:
+        factory = self
+
+        class Stalling(SqlUnitOfWork):
+            async def __aenter__(self) -> Stalling:
+                while factory.stall:
+                    await asyncio.sleep(0.01)
+                return await super().__aenter__()
+
+        return Stalling(self.engine, read_only=read_only)
+
+
+async def test_a_stuck_batch_times_out_and_the_writer_goes_on(store: Store) -> None:
+    stalling = StallingFactory(store.uow.engine)
+    recorder = GroupCommitRecorder(stalling, timeout=0.2)
+
+    results = await asyncio.gather(
+        *(recorder.record(new_payment(store.merchant)) for _ in range(3)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    stalling.stall = False
+    await recorder.record(new_payment(store.merchant))
+    assert await store.count() == 1

@@ -147,6 +147,17 @@ async def test_deposit_transport_errors(
     assert await adapter.deposit("p-1", make_request()) is fault
 
 
+async def test_an_unexpected_error_in_a_bank_call_is_uncertain_never_a_crash(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    def broken(_request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug, maybe after the request left")
+
+    recorder.handler = broken
+    assert await adapter.deposit("p-1", make_request()) is BankFault.UNCERTAIN
+    assert await adapter.inquire("p-1") is BankFault.UNCERTAIN
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 415, 422])
 async def test_deposit_client_errors_are_rejections(
     adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, status: int

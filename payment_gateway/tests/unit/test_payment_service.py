@@ -562,3 +562,38 @@ async def test_a_commit_whose_answer_was_lost_is_still_sent_once(
     assert outcome.payment.status is PaymentStatus.SUCCEEDED
     assert not outcome.replayed
     assert [pid for pid, _ in bank.deposits] == [outcome.payment.id]
+
+
+async def test_an_unexpected_error_recording_the_outcome_is_never_a_500(
+    uow_factory: Any,
+    vault: CardVault,
+    payment_policy: Any,
+    clock: Any,
+    bank: FakeBank,
+    merchant: Merchant,
+    make_request: Any,
+) -> None:
+    """After the bank call the card may be charged: the merchant gets the payment, not a 500."""
+    from payment_gateway.service.payments import TransactionalRecorder
+
+    class BrokenOutcomes(TransactionalRecorder):
+        async def record_outcome(self, outcome: Any) -> bool:
+            raise RuntimeError("a bug in the outcome write")
+
+    service = PaymentService(
+        uow_factory,
+        bank,
+        vault,
+        b"k",
+        payment_policy,
+        clock=clock,
+        recorder=BrokenOutcomes(uow_factory),
+    )
+
+    outcome = await service.create(merchant, make_request(pan=APPROVED), None)
+
+    assert len(bank.deposits) == 1
+    # Left `init` for the reconciler, which asks the bank what happened.
+    assert outcome.payment.status is PaymentStatus.INIT
+    stored = await service.get(merchant, outcome.payment.id)
+    assert stored.status is PaymentStatus.INIT

@@ -86,6 +86,10 @@ class HttpBankAdapter:
             # Sent, or possibly sent: the bank may have charged. Reconcile, never retry blind.
             log.warning("bank call for payment %s ended in %s", payment_id, type(exc).__name__)
             return BankFault.UNCERTAIN
+        except Exception:
+            # A bug of ours, maybe after the request left: the same answer, never a 500.
+            log.exception("bank call for payment %s failed unexpectedly", payment_id)
+            return BankFault.UNCERTAIN
         # A 409 means a deposit with this reference already exists: ask, do not give up.
         if 400 <= status < 500 and status not in _UNCERTAIN_CLIENT_ERRORS and status != 409:
             log.warning("bank refused payment %s with HTTP %s", payment_id, status)
@@ -103,6 +107,9 @@ class HttpBankAdapter:
                     status, content = await self._exchange("GET", url, None)
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("bank inquiry for %s failed: %s", payment_id, type(exc).__name__)
+            return BankFault.UNCERTAIN
+        except Exception:
+            log.exception("bank inquiry for %s failed unexpectedly", payment_id)
             return BankFault.UNCERTAIN
         if status == 404:
             return None

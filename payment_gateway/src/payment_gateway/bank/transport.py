@@ -18,7 +18,6 @@ could have reached the server (``ConnectError``/``ConnectTimeout``/``PoolTimeout
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import deque
 from typing import cast
@@ -65,6 +64,8 @@ class _Connection(asyncio.Protocol):
             self._fail(httpx.RemoteProtocolError(f"malformed answer from the bank: {exc}"))
 
     def eof_received(self) -> bool:
+        self.closed = True  # the peer is done with it: never hand it out again
+        self.reusable = False
         self._finish_at_eof()
         return False  # close our side too
 
@@ -104,6 +105,9 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: httpx.Request, head: bytes) -> httpx.Response:
         assert self._transport is not None
         assert self._answer is None, "one exchange at a time"
+        if self.closed or self._transport.is_closing():
+            # Closed by the peer since it was pooled: nothing was written, nothing was sent.
+            raise httpx.ConnectError("the pooled connection was closed", request=request)
         self._answer = asyncio.get_running_loop().create_future()
         self._request = request
         self._parser = httptools.HttpResponseParser(self)
@@ -146,6 +150,10 @@ class _Connection(asyncio.Protocol):
             self._resolve()
         else:
             self._fail(httpx.RemoteProtocolError("the bank closed the connection mid-answer"))
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self._transport is not None and not self._transport.is_closing()
 
     def close(self) -> None:
         self.closed = True
@@ -210,7 +218,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to be stale
-            if not connection.closed and now - connection.idle_since < self._keepalive_expiry:
+            if connection.usable and now - connection.idle_since < self._keepalive_expiry:
                 return connection
             connection.close()
         return None
@@ -222,16 +230,14 @@ class Http11Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_connection(_Connection, *origin)
+                _, connection = await loop.create_connection(_Connection, *origin)
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 "connecting to the bank timed out", request=request
             ) from None
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to the bank: {exc}", request=request) from exc
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY to set: asyncio and uvloop set it on every TCP transport.
         return connection
 
     async def aclose(self) -> None:

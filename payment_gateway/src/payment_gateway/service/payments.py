@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,6 +29,7 @@ from payment_gateway.service.errors import (
     StorageUnavailable,
 )
 from payment_gateway.service.events import payment_status_changed
+from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     BankAdapter,
     CardEncryptor,
@@ -185,7 +185,7 @@ class PaymentService:
     ) -> tuple[Payment, StoredCard]:
         now = self._clock()
         payment = Payment(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             merchant_id=merchant.id,
             status=PaymentStatus.INIT,
             amount=request.amount,
@@ -201,7 +201,7 @@ class PaymentService:
             updated_at=now,
         )
         card = StoredCard(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             pan_encrypted=self._vault.encrypt(request.pan),
             holder_name_encrypted=(
                 self._vault.encrypt(request.holder_name) if request.holder_name else None
@@ -233,6 +233,11 @@ class PaymentService:
                     log.error("payment_outcome_not_recorded", payment_id=payment.id)
                     return payment
                 await asyncio.sleep(0.05 * (attempt + 1))
+            except Exception:
+                # The card may be charged: whatever went wrong, never answer 500 now. The row
+                # stays `init`, and the reconciler learns the outcome from the bank.
+                log.exception("payment_outcome_not_recorded", payment_id=payment.id)
+                return payment
         if applied:
             payment.apply(resolution, done)
             payment_status_changed(

@@ -8,9 +8,9 @@ tells each waiting request what happened to its own payment. Nothing waits on a 
 a write goes out at once, as it would without batching.
 
 - New payments: the batch's cards and payments go in as two multi-row INSERTs and one COMMIT.
-  Each request still waits for that commit before its bank call. If a batch fails on an
-  idempotency key already claimed, its payments are written again one by one, so only the
-  request that reused a key hears about it.
+  Each request still waits for that commit before its bank call. If a batch fails (an
+  idempotency key already claimed, most likely), its payments are written again one by one,
+  so only the request whose row failed hears about it.
 - Outcomes (the status after the bank call): one guarded UPDATE per payment, sent together,
   and one COMMIT. If any payment's status no longer allowed its transition (the reconciler got
   there first), or the batch fails, it is rolled back and each outcome is written on its own,
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Generic, TypeVar
 
 from payment_gateway.observability import RECORD_BATCH_SIZE
 from payment_gateway.service.errors import StorageUnavailable
-from payment_gateway.service.ports import DuplicateIdempotencyKey, NewPayment, Outcome
+from payment_gateway.service.ports import NewPayment, Outcome
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,11 @@ class _Batcher(Generic[Item, Result]):
         name: str,
         write: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         max_batch: int,
+        timeout: float,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._timeout = timeout
         self._batch_size = RECORD_BATCH_SIZE.labels(name)
         self._queue: list[_Waiting[Item, Result]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -65,7 +68,8 @@ class _Batcher(Generic[Item, Result]):
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(item, done))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
+            # A context of its own: the writer serves many requests, not the first one's.
+            self._writer = asyncio.create_task(self._write_all(), context=contextvars.Context())
         # A request cancelled here may still see its write go through with the batch: the
         # same as a cancellation just after the write, which the reconciler covers.
         return await done
@@ -76,16 +80,27 @@ class _Batcher(Generic[Item, Result]):
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 self._batch_size.observe(len(batch))
+                results: Sequence[Result | BaseException]
                 try:
-                    results = await self._write([waiting.item for waiting in batch])
-                except BaseException as error:  # cancellation (shutdown) or a bug
-                    results = [error] * len(batch)
-                    if not isinstance(error, Exception):
-                        raise
+                    # One stuck transaction must not hold every request of the process for
+                    # ever: past the timeout its writes count as not seen (StorageUnavailable),
+                    # which the callers already treat as "maybe committed, retry safely".
+                    async with asyncio.timeout(self._timeout):
+                        results = await self._write([waiting.item for waiting in batch])
+                except TimeoutError:
+                    log.error("group write timed out after %s s", self._timeout)
+                    results = [StorageUnavailable("the database did not answer in time")] * len(
+                        batch
+                    )
+                except Exception as error:  # a bug: each request reports it
                     log.exception("group write failed")
-                finally:
-                    for waiting, result in zip(batch, results, strict=True):
-                        _settle(waiting.done, result)
+                    results = [error] * len(batch)
+                except BaseException:  # cancelled (shutdown): the requests hear "unavailable"
+                    for waiting in batch:
+                        _settle(waiting.done, StorageUnavailable("the gateway is shutting down"))
+                    raise
+                for waiting, result in zip(batch, results, strict=True):
+                    _settle(waiting.done, result)
         finally:
             self._writer = None
             # Only a cancelled writer leaves writes queued: never leave a request hanging.
@@ -115,10 +130,12 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
 class GroupCommitRecorder:
     """The PaymentRecorder of the SQL storage: new payments and outcomes, group-committed."""
 
-    def __init__(self, uow: SqlUnitOfWorkFactory, *, max_batch: int = 100) -> None:
+    def __init__(
+        self, uow: SqlUnitOfWorkFactory, *, max_batch: int = 100, timeout: float = 10.0
+    ) -> None:
         self._uow = uow
-        self._payments = _Batcher[NewPayment, None]("payments", self._insert, max_batch)
-        self._outcomes = _Batcher[Outcome, bool]("outcomes", self._update, max_batch)
+        self._payments = _Batcher[NewPayment, None]("payments", self._insert, max_batch, timeout)
+        self._outcomes = _Batcher[Outcome, bool]("outcomes", self._update, max_batch, timeout)
 
     async def record(self, new: NewPayment) -> None:
         await self._payments.submit(new)
@@ -137,21 +154,24 @@ class GroupCommitRecorder:
             async with self._uow() as uow:
                 await uow.payments.add_many(batch)
                 await uow.commit()
-        except DuplicateIdempotencyKey as duplicate:
-            if len(batch) == 1:
-                return [duplicate]
-            return [result for new in batch for result in await self._insert([new])]
         except StorageUnavailable as error:
             return [error] * len(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                return [error]
+            # Whose row was it (a reused idempotency key, most likely)? Nothing of the batch
+            # was committed: write each on its own, so only that request hears of it.
+            results: list[BaseException | None] = []
+            for new in batch:
+                results.extend(await self._insert([new]))
+            return results
         return [None] * len(batch)
 
     async def _update(self, batch: list[Outcome]) -> list[bool | BaseException]:
         if len(batch) > 1:
             try:
                 async with self._uow() as uow:
-                    # Sorted, so concurrent batches lock rows in the same order.
-                    ordered = sorted(batch, key=lambda outcome: outcome.payment_id)
-                    if await uow.payments.apply_resolutions(ordered) == len(batch):
+                    if await uow.payments.apply_resolutions(batch) == len(batch):
                         await uow.commit()
                         return [True] * len(batch)
                     # Not all applied: roll back and learn which, one by one, below.

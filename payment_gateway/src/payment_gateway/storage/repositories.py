@@ -311,7 +311,10 @@ class SqlPaymentRepository:
         return int((await self._connection.execute(statement)).rowcount)
 
     async def oldest_open_created_at(self) -> datetime | None:
-        statement = select(func.min(payments.c.created_at)).where(payments.c.status.in_(_OPEN))
+        # Only open payments have a next_attempt_at: its index finds them without a scan.
+        statement = select(func.min(payments.c.created_at)).where(
+            payments.c.next_attempt_at.is_not(None), payments.c.status.in_(_OPEN)
+        )
         value: datetime | None = await self._connection.scalar(statement)
         return value
 
