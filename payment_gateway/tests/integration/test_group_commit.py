@@ -288,3 +288,36 @@ async def test_a_stuck_batch_times_out_and_the_writer_goes_on(store: Store) -> N
     stalling.stall = False
     await recorder.record(new_payment(store.merchant))
     assert await store.count() == 1
+
+
+async def test_outcome_fields_null_in_a_whole_batch_are_written_as_null_or_kept(
+    store: Store,
+) -> None:
+    recorder = GroupCommitRecorder(store.uow)
+    news = await recorded(store, recorder, 4)
+    now = datetime.now(UTC)
+    pending = Resolution(PaymentStatus.PROCESSING, code="200", tracking_id="tx-kept")
+    first = await asyncio.gather(
+        *(recorder.record_outcome(Outcome(n.payment.id, pending, now, now)) for n in news)
+    )
+    assert first == [True] * 4
+    # The bank's final answer carries no tracking id and no decline reason, in every row.
+    settled = Resolution(PaymentStatus.SUCCEEDED, code="0")
+    applied = await asyncio.gather(
+        *(recorder.record_outcome(Outcome(n.payment.id, settled, now, None)) for n in news)
+    )
+
+    assert applied == [True] * 4
+    async with store.uow.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(
+                    payments.c.status,
+                    payments.c.code,
+                    payments.c.decline_reason,
+                    payments.c.tracking_id,
+                    payments.c.next_attempt_at,
+                ).where(payments.c.id.in_([n.payment.id for n in news]))
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("succeeded", "0", None, "tx-kept", None)] * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     select,
     update,
 )
@@ -70,34 +72,37 @@ _insert_card = insert(cards)
 _insert_payment = insert(payments)
 
 
-def _guarded_update(new_status: PaymentStatus) -> Update:
+_NULLABLE_OUTCOME_FIELDS = ("code", "decline_reason", "next_attempt_at", "tracking_id")
+
+
+@functools.cache
+def _guarded_update(new_status: PaymentStatus, nulls: frozenset[str] = frozenset()) -> Update:
     """UPDATE to ``new_status``, applying only from a status allowed to become it.
 
     Built once per status, with the allowed statuses as SQL literals rather than an expanding
-    IN parameter, so each execution reuses the compiled statement as it is.
+    IN parameter, so each execution reuses the compiled statement as it is. ``nulls`` names
+    the fields that are NULL in every row of a batch: they are written as SQL literals, since
+    MariaDB's bulk execution (one round trip for the batch) refuses an all-NULL parameter.
     """
     allowed = sorted(status.value for status in statuses_that_may_become(new_status))
+    values: dict[str, Any] = {
+        "status": new_status.value,
+        "updated_at": bindparam("updated_at"),
+        # Keep a tracking id already recorded when this answer carries none.
+        "tracking_id": func.coalesce(bindparam("tracking_id"), payments.c.tracking_id),
+    }
+    for name in ("code", "decline_reason", "next_attempt_at"):
+        values[name] = null() if name in nulls else bindparam(name)
+    if "tracking_id" in nulls:
+        del values["tracking_id"]
     return (
         update(payments)
         .where(
             payments.c.id == bindparam("payment_id"),
             payments.c.status.in_([literal_column(f"'{value}'") for value in allowed]),
         )
-        .values(
-            status=new_status.value,
-            code=bindparam("code"),
-            decline_reason=bindparam("decline_reason"),
-            updated_at=bindparam("updated_at"),
-            next_attempt_at=bindparam("next_attempt_at"),
-            # Keep a tracking id already recorded when this answer carries none.
-            tracking_id=func.coalesce(bindparam("tracking_id"), payments.c.tracking_id),
-        )
+        .values(**values)
     )
-
-
-_GUARDED_UPDATES = {
-    status: _guarded_update(status) for status in PaymentStatus if statuses_that_may_become(status)
-}
 
 
 def _card_row(entry: NewPayment) -> dict[str, Any]:
@@ -237,7 +242,7 @@ class SqlPaymentRepository:
     ) -> bool:
         """Guarded transition: the row changes only from a status allowed to become the new one."""
         result = await self._connection.execute(
-            _GUARDED_UPDATES[resolution.status],
+            _guarded_update(resolution.status),
             _resolution_params(Outcome(payment_id, resolution, now, next_attempt_at)),
         )
         return bool(result.rowcount)
@@ -253,10 +258,18 @@ class SqlPaymentRepository:
             by_status.setdefault(outcome.resolution.status, []).append(_resolution_params(outcome))
 
         def update_all(connection: Connection) -> int:
-            return sum(
-                connection.execute(_GUARDED_UPDATES[status], rows).rowcount
-                for status, rows in by_status.items()
-            )
+            changed = 0
+            for status, rows in by_status.items():
+                nulls = frozenset(
+                    name
+                    for name in _NULLABLE_OUTCOME_FIELDS
+                    if all(row[name] is None for row in rows)
+                )
+                # A parameter named after a column would be SET as well: leave those out.
+                if nulls:
+                    rows = [{k: v for k, v in row.items() if k not in nulls} for row in rows]
+                changed += connection.execute(_guarded_update(status, nulls), rows).rowcount
+            return changed
 
         return await self._connection.run_sync(update_all)
 
