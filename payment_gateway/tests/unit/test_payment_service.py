@@ -574,7 +574,7 @@ async def test_an_unexpected_error_recording_the_outcome_is_never_a_500(
     make_request: Any,
 ) -> None:
     """After the bank call the card may be charged: the merchant gets the payment, not a 500."""
-    from payment_gateway.service.payments import TransactionalRecorder
+    from payment_gateway.service.recording import TransactionalRecorder
 
     class BrokenOutcomes(TransactionalRecorder):
         async def record_outcome(self, outcome: Any) -> bool:

@@ -204,7 +204,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 connection.close()
                 raise
-            if connection.reusable and not connection.closed and not self._closed:
+            if connection.reusable and connection.usable and not self._closed:
                 connection.idle_since = time.monotonic()
                 self._idle.setdefault(origin, deque()).append(connection)
             else:

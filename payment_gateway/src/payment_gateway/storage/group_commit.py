@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 from payment_gateway.observability import RECORD_BATCH_SIZE
 from payment_gateway.service.errors import StorageUnavailable
 from payment_gateway.service.ports import NewPayment, Outcome
+from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class GroupCommitRecorder:
         self, uow: SqlUnitOfWorkFactory, *, max_batch: int = 100, timeout: float = 10.0
     ) -> None:
         self._uow = uow
+        self._single = TransactionalRecorder(uow)  # for batches that must be taken apart
         self._payments = _Batcher[NewPayment, None]("payments", self._insert, max_batch, timeout)
         self._outcomes = _Batcher[Outcome, bool]("outcomes", self._update, max_batch, timeout)
 
@@ -150,22 +152,21 @@ class GroupCommitRecorder:
     # -- the writes
 
     async def _insert(self, batch: list[NewPayment]) -> list[BaseException | None]:
-        try:
-            async with self._uow() as uow:
-                await uow.payments.add_many(batch)
-                await uow.commit()
-        except StorageUnavailable as error:
-            return [error] * len(batch)
-        except Exception as error:
-            if len(batch) == 1:
-                return [error]
-            # Whose row was it (a reused idempotency key, most likely)? Nothing of the batch
-            # was committed: write each on its own, so only that request hears of it.
-            results: list[BaseException | None] = []
-            for new in batch:
-                results.extend(await self._insert([new]))
-            return results
-        return [None] * len(batch)
+        if len(batch) > 1:
+            try:
+                async with self._uow() as uow:
+                    await uow.payments.add_many(batch)
+                    await uow.commit()
+            except StorageUnavailable as error:
+                return [error] * len(batch)
+            except Exception as error:
+                # Whose row was it (a reused idempotency key, most likely)? Nothing of the
+                # batch was committed: write each on its own, so only that request hears of it.
+                failure = type(error).__name__
+                log.info("batched payment write failed (%s); writing one by one", failure)
+            else:
+                return [None] * len(batch)
+        return await _one_by_one(self._single.record, batch)
 
     async def _update(self, batch: list[Outcome]) -> list[bool | BaseException]:
         if len(batch) > 1:
@@ -177,15 +178,17 @@ class GroupCommitRecorder:
                     # Not all applied: roll back and learn which, one by one, below.
             except Exception:
                 log.info("batched outcome write failed; writing one by one", exc_info=True)
-        results: list[bool | BaseException] = []
-        for outcome in batch:
-            try:
-                async with self._uow(single_statement=True) as uow:
-                    applied = await uow.payments.apply_resolution(
-                        outcome.payment_id, outcome.resolution, outcome.now, outcome.next_attempt_at
-                    )
-                    await uow.commit()
-                results.append(applied)
-            except Exception as error:
-                results.append(error)
-        return results
+        return await _one_by_one(self._single.record_outcome, batch)
+
+
+async def _one_by_one(
+    write: Callable[[Item], Awaitable[Result]], batch: list[Item]
+) -> list[Result | BaseException]:
+    """Each item in a transaction of its own; an error belongs to its item's request."""
+    results: list[Result | BaseException] = []
+    for item in batch:
+        try:
+            results.append(await write(item))
+        except Exception as error:  # handed to the request that owns it
+            results.append(error)
+    return results

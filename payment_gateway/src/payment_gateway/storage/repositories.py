@@ -76,25 +76,22 @@ _NULLABLE_OUTCOME_FIELDS = ("code", "decline_reason", "next_attempt_at", "tracki
 
 
 @functools.cache
-def _guarded_update(new_status: PaymentStatus, nulls: frozenset[str] = frozenset()) -> Update:
+def _guarded_update(new_status: PaymentStatus, nulls: frozenset[str]) -> Update:
     """UPDATE to ``new_status``, applying only from a status allowed to become it.
 
-    Built once per status, with the allowed statuses as SQL literals rather than an expanding
-    IN parameter, so each execution reuses the compiled statement as it is. ``nulls`` names
-    the fields that are NULL in every row of a batch: they are written as SQL literals, since
-    MariaDB's bulk execution (one round trip for the batch) refuses an all-NULL parameter.
+    Built once per status and set of NULL fields, with the allowed statuses as SQL literals
+    rather than an expanding IN parameter, so each execution reuses the compiled statement as
+    it is. ``nulls`` names the fields that are NULL in every row: they are written as SQL
+    literals, since MariaDB's bulk execution (one round trip for a batch) refuses an all-NULL
+    parameter.
     """
     allowed = sorted(status.value for status in statuses_that_may_become(new_status))
-    values: dict[str, Any] = {
-        "status": new_status.value,
-        "updated_at": bindparam("updated_at"),
-        # Keep a tracking id already recorded when this answer carries none.
-        "tracking_id": func.coalesce(bindparam("tracking_id"), payments.c.tracking_id),
-    }
+    values: dict[str, Any] = {"status": new_status.value, "updated_at": bindparam("updated_at")}
     for name in ("code", "decline_reason", "next_attempt_at"):
         values[name] = null() if name in nulls else bindparam(name)
-    if "tracking_id" in nulls:
-        del values["tracking_id"]
+    if "tracking_id" not in nulls:
+        # Keep a tracking id already recorded when this answer carries none.
+        values["tracking_id"] = func.coalesce(bindparam("tracking_id"), payments.c.tracking_id)
     return (
         update(payments)
         .where(
@@ -189,11 +186,9 @@ class SqlPaymentRepository:
 
         def insert_all(connection: Connection) -> None:
             # Both statements in one hop to the driver's thread of control (one greenlet
-            # switch instead of two); a list of rows is one multi-row INSERT on MySQL.
-            connection.execute(_insert_card, card_rows if len(entries) > 1 else card_rows[0])
-            connection.execute(
-                _insert_payment, payment_rows if len(entries) > 1 else payment_rows[0]
-            )
+            # switch instead of two); several rows are one multi-row INSERT on MySQL.
+            connection.execute(_insert_card, card_rows)
+            connection.execute(_insert_payment, payment_rows)
 
         try:
             await self._connection.run_sync(insert_all)
@@ -241,11 +236,8 @@ class SqlPaymentRepository:
         next_attempt_at: datetime | None,
     ) -> bool:
         """Guarded transition: the row changes only from a status allowed to become the new one."""
-        result = await self._connection.execute(
-            _guarded_update(resolution.status),
-            _resolution_params(Outcome(payment_id, resolution, now, next_attempt_at)),
-        )
-        return bool(result.rowcount)
+        outcome = Outcome(payment_id, resolution, now, next_attempt_at)
+        return bool(await self.apply_resolutions([outcome]))
 
     async def apply_resolutions(self, outcomes: Sequence[Outcome]) -> int:
         """Guarded transitions of many payments, one statement per target status.
