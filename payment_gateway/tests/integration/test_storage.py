@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from payment_gateway.domain.payment import PaymentStatus, Resolution, RetrySchedule
 from payment_gateway.service.merchants import DEMO_MERCHANTS
 from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.migrate import alembic_config, migrate
 from payment_gateway.storage.rotation import rotate_card_keys
 from payment_gateway.storage.tables import cards, merchants, metadata, payments
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 from payment_gateway.storage.vault import CardVault, VaultKeyError
 from pydantic import SecretStr
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Connection, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import MERCHANT_ONE, Gateway, gateway_settings, payment_body
@@ -82,6 +86,70 @@ async def test_card_data_at_rest_is_encrypted_and_the_cvv_is_not_stored(gateway:
     assert vault.decrypt(card["pan_encrypted"]) == PAN
     assert vault.decrypt(card["holder_name_encrypted"]) == HOLDER
     assert (card["bin"], card["last4"], card["brand"]) == ("400000", "0002", "visa")
+
+
+def _digests(material: bytes, hash_key: bytes) -> tuple[str, str]:
+    return (
+        hmac.new(hash_key, material, hashlib.sha256).hexdigest(),
+        hashlib.sha256(material).hexdigest(),
+    )
+
+
+def brute_force_cvvs(stored: set[str], hash_key: bytes, fields: list[object]) -> set[str]:
+    """Every 3- and 4-digit CVV whose hash, alone or among the request's fields, is stored.
+
+    What the security review did with a dump and the app's secrets: the other fields are
+    known (the PAN decrypts), so each guess is hashed wherever in the content it could sit.
+    """
+    guesses = [f"{n:03d}" for n in range(1000)] + [f"{n:04d}" for n in range(10_000)]
+    found: set[str] = set()
+    for guess in guesses:
+        materials = [guess.encode()] + [
+            json.dumps([*fields[:at], guess, *fields[at:]], ensure_ascii=False).encode()
+            for at in range(len(fields) + 1)
+        ]
+        if any(d in stored for m in materials for d in _digests(m, hash_key)):
+            found.add(guess)
+    return found
+
+
+async def test_no_cvv_can_be_brute_forced_from_a_dump_of_every_table(gateway: Gateway) -> None:
+    body = payment_body(PAN)
+    body["card"] = {**body["card"], "cvv": CVV, "holder_name": HOLDER}  # type: ignore[dict-item]
+    headers = {**MERCHANT_ONE, "Idempotency-Key": "brute-force-me"}
+    response = await gateway.client.post("/api/v1/payments", json=body, headers=headers)
+    assert response.status_code == 201
+    engine = gateway.app.state.services.uow.engine
+    rows = await dump_database(engine)
+    stored = {v.hex() if isinstance(v, bytes) else str(v) for _t, _c, v in rows}
+
+    # The attacker holds the app's secrets: the card decrypts, the hash key is known.
+    vault = CardVault(gateway.settings.encryption_keys)
+    async with engine.connect() as connection:
+        stored_card = (
+            await connection.execute(
+                select(cards.c.pan_encrypted, cards.c.holder_name_encrypted)
+                .join(payments, payments.c.card_id == cards.c.id)
+                .where(payments.c.id == response.json()["id"])
+            )
+        ).one()
+    card = body["card"]
+    assert isinstance(card, dict)
+    fields: list[object] = [
+        vault.decrypt(stored_card.pan_encrypted),
+        card["expiry_month"],
+        card["expiry_year"],
+        vault.decrypt(stored_card.holder_name_encrypted),
+        body["amount"],
+        body["currency"],
+        body["reference"],
+    ]
+    hash_key = gateway.settings.idempotency_key_bytes
+    assert brute_force_cvvs(stored, hash_key, fields) == set()
+
+    # The same search finds the CVV in a fingerprint of the kind stored before migration 0002.
+    old_style = json.dumps([fields[0], CVV, *fields[1:]], ensure_ascii=False).encode()
+    assert brute_force_cvvs(set(_digests(old_style, hash_key)), hash_key, fields) == {CVV}
 
 
 async def _columns(engine: AsyncEngine, table: str) -> list[dict[str, object]]:
@@ -156,6 +224,62 @@ async def test_migrations_match_the_table_definitions(empty_database_url: str) -
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_migration_0002_erases_the_fingerprints_that_covered_the_cvv(
+    empty_database_url: str,
+) -> None:
+    engine = create_engine(empty_database_url, pool_size=1)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0001")
+            await connection.execute(
+                merchants.insert(), {"id": "m1", "name": "m", "created_at": now}
+            )
+            await connection.execute(
+                cards.insert(),
+                {
+                    "id": "c1",
+                    "merchant_id": "m1",
+                    "pan_encrypted": b"token",
+                    "last4": "4242",
+                    "brand": "visa",
+                    "expiry_month": 12,
+                    "expiry_year": 2042,
+                    "created_at": now,
+                },
+            )
+            await connection.execute(
+                payments.insert().values(
+                    id="p1",
+                    merchant_id="m1",
+                    card_id="c1",
+                    status="succeeded",
+                    amount=1,
+                    currency="USD",
+                    idempotency_key="k",
+                    request_hash="ab" * 32,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await migrate(engine)
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(payments.c.idempotency_key, payments.c.request_hash)
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    assert (row.idempotency_key, row.request_hash) == ("k", None)
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 async def test_rotating_card_keys_lets_the_old_key_go(

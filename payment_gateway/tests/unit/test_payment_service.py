@@ -251,7 +251,6 @@ async def test_replay_shows_the_payment_as_it_stands_now(
         {"reference": "order-9"},
         {"reference": None},
         {"pan": "4000000000000002"},
-        {"cvv": "124"},
         {"expiry_month": 11},
         {"expiry_year": 2043},
         {"holder_name": "Someone Else"},
@@ -453,7 +452,7 @@ def test_request_hash_is_keyed_and_hides_the_pan(
     two = make_payment_service(bank, hash_key=b"key-two")
     assert one.request_hash(request) == one.request_hash(make_request(cvv="987"))
     assert one.request_hash(request) != two.request_hash(request)
-    assert one.request_hash(request) != one.request_hash(make_request(cvv="988"))
+    assert one.request_hash(request) != one.request_hash(make_request(amount=1001))
     digest = one.request_hash(request)
     assert len(digest) == 64
     int(digest, 16)  # a hex digest, not the material
@@ -475,6 +474,39 @@ def test_request_hash_distinguishes_field_boundaries(
     two = make_request(holder_name="J", amount=1000, currency="USD", reference="1000\x1fUSD\x1fx")
     assert one != two
     assert payment_service.request_hash(one) != payment_service.request_hash(two)
+
+
+def test_the_cvv_is_in_no_fingerprint(payment_service: PaymentService, make_request: Any) -> None:
+    """PCI DSS 3.3.1.2: a hash of 3-4 digits can be brute-forced, so none is derived at all."""
+    hashes = {payment_service.request_hash(make_request(cvv=f"{cvv:03d}")) for cvv in range(50)}
+    assert len(hashes) == 1
+    assert b"987" not in make_request(cvv="987").fingerprint_material()
+
+
+async def test_a_retry_that_changes_only_the_cvv_is_the_same_request(
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+) -> None:
+    first = await payment_service.create(merchant, make_request(cvv="123"), "key-cvv")
+    retry = await payment_service.create(merchant, make_request(cvv="9876"), "key-cvv")
+    assert retry.replayed
+    assert retry.payment.id == first.payment.id
+    assert len(bank.deposits) == 1
+
+
+async def test_a_claim_whose_fingerprint_was_erased_replays_its_payment(
+    payment_service: PaymentService,
+    bank: FakeBank,
+    store: Any,
+    merchant: Merchant,
+    make_request: Any,
+) -> None:
+    """Migration 0002 erased the fingerprints that covered the CVV: never charge twice then."""
+    first = await payment_service.create(merchant, make_request(), "key-old")
+    store.payments[first.payment.id].request_hash = None
+    retry = await payment_service.create(merchant, make_request(), "key-old")
+    assert retry.replayed
+    assert retry.payment.id == first.payment.id
+    assert len(bank.deposits) == 1
 
 
 async def test_stored_request_hash_is_the_keyed_hash(

@@ -104,11 +104,15 @@ class PaymentRequest:
     reference: str | None
 
     def fingerprint_material(self) -> bytes:
-        """A canonical encoding of the content, for keyed hashing (never stored as is)."""
+        """A canonical encoding of the content, for keyed hashing (never stored as is).
+
+        The CVV is left out: a hash of three or four digits falls to a few thousand guesses,
+        and PCI DSS 3.3.1.2 forbids keeping it in any form. A retry that differs only in the
+        CVV is therefore the same request.
+        """
         # JSON keeps field boundaries unambiguous whatever characters the fields contain.
         fields = [
             self.pan,
-            self.cvv,
             self.expiry_month,
             self.expiry_year,
             self.holder_name,

@@ -251,7 +251,10 @@ class PaymentService:
                 )
                 await uow.commit()
                 return None
-        if found.request_hash is None or not hmac.compare_digest(
+        # A claim without a fingerprint predates migration 0002, which erased the ones that
+        # covered the CVV: its content cannot be compared, so it answers as a replay (never a
+        # second charge). Such claims are gone once the idempotency TTL has passed.
+        if found.request_hash is not None and not hmac.compare_digest(
             found.request_hash, idempotency.request_hash
         ):
             raise IdempotencyKeyReused(
