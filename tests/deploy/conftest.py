@@ -32,7 +32,7 @@ class Facts:
     """
 
     repo_root: Path = REPO_ROOT
-    # Gateway settings read from the environment (DESIGN.md section 5).
+    # Gateway settings read from the environment (docs/design.md, Configuration).
     gateway_secret_settings: frozenset[str] = frozenset(
         {"DATABASE_URL", "CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY"}
     )
@@ -57,8 +57,8 @@ class Facts:
     bank_settings: frozenset[str] = frozenset(
         {"PENDING_SETTLE_SECONDS", "LATENCY_MS", "FAILURE_RATE", "MAX_TRANSACTIONS"}
     )
-    # The documented health routes (DESIGN.md sections 3 and 4). When the apps can be imported,
-    # the probe paths are also checked against the routes they really serve.
+    # The documented health routes (docs/design.md, Operations). When the apps can be
+    # imported, the probe paths are also checked against the routes they really serve.
     gateway_health_routes: frozenset[str] = frozenset({"/healthz", "/readyz"})
     bank_health_routes: frozenset[str] = frozenset({"/healthz"})
     gateway_port: int = 8080

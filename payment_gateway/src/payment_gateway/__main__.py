@@ -13,26 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 
+from payment_gateway.bootstrap import services_for
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
+from payment_gateway.service.errors import GatewayError
 from payment_gateway.service.merchants import MerchantService
 from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.key_checks import KeyMismatch
 from payment_gateway.storage.migrate import migrate
-from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
-
-
-async def _with_services(
-    settings: Settings, action: Callable[[SqlUnitOfWorkFactory], Awaitable[int]]
-) -> int:
-    engine = create_engine(settings.effective_database_url, pool_size=2)
-    try:
-        if settings.auto_migrate:
-            await migrate(engine)
-        return await action(SqlUnitOfWorkFactory(engine))
-    finally:
-        await engine.dispose()
+from payment_gateway.storage.rotation import rotate_card_keys
 
 
 async def _migrate(settings: Settings) -> int:
@@ -43,6 +33,30 @@ async def _migrate(settings: Settings) -> int:
         await engine.dispose()
     print("migrations applied")
     return 0
+
+
+async def _rotate_card_keys(settings: Settings, batch_size: int) -> int:
+    async with services_for(settings, pool_size=2) as services:
+        rotated = await rotate_card_keys(services.uow.engine, services.vault, batch_size=batch_size)
+    print(f"re-encrypted {rotated} card(s) under the newest key")
+    return 0
+
+
+async def _merchant_command(args: argparse.Namespace, service: MerchantService) -> int:
+    if args.action in ("create", "add-key"):
+        issued = await (service.create if args.action == "create" else service.add_key)(args.name)
+        print(f"merchant: {issued.merchant.name} ({issued.merchant.id})")
+        print(f"api key:  {issued.api_key}")
+        print("Store this key now: it is shown once and cannot be recovered.", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        for key in await service.list_keys():
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            print(f"{key.merchant_name}\t{key.prefix}…\t{key.created_at:%Y-%m-%d}\t{state}")
+        return 0
+    count = await service.revoke(args.prefix)
+    print(f"revoked {count} key(s)")
+    return 0 if count else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,31 +82,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         return await _migrate(settings)
     if args.command == "rotate-card-keys":
-        from payment_gateway.storage.rotation import rotate_card_keys
-
-        rotated: int = await rotate_card_keys(settings, batch_size=args.batch_size)
-        return rotated
-
-    async def merchant_action(uow: SqlUnitOfWorkFactory) -> int:
-        service = MerchantService(uow, cache_seconds=0)
-        if args.action in ("create", "add-key"):
-            issued = await (service.create if args.action == "create" else service.add_key)(
-                args.name
-            )
-            print(f"merchant: {issued.merchant.name} ({issued.merchant.id})")
-            print(f"api key:  {issued.api_key}")
-            print("Store this key now: it is shown once and cannot be recovered.", file=sys.stderr)
-            return 0
-        if args.action == "list":
-            for key in await service.list_keys():
-                state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-                print(f"{key.merchant_name}\t{key.prefix}…\t{key.created_at:%Y-%m-%d}\t{state}")
-            return 0
-        count = await service.revoke(args.prefix)
-        print(f"revoked {count} key(s)")
-        return 0 if count else 1
-
-    return await _with_services(settings, merchant_action)
+        return await _rotate_card_keys(settings, args.batch_size)
+    async with services_for(settings, pool_size=2) as services:
+        return await _merchant_command(args, MerchantService(services.uow, cache_seconds=0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.effective_log_format)
     try:
         return asyncio.run(_run(args, settings))
-    except Exception as exc:  # an operator command: a one-line reason beats a traceback
-        from payment_gateway.service.errors import GatewayError
-
-        if isinstance(exc, GatewayError):
-            print(f"error: {exc.detail}", file=sys.stderr)
-            return 1
-        raise
+    # An operator command: a one-line reason beats a traceback.
+    except GatewayError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

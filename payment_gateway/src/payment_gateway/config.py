@@ -1,4 +1,4 @@
-"""Settings, read from the environment only (DESIGN section 5)."""
+"""Settings, read from the environment only (docs/design.md, Configuration)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     demo_merchants: bool | None = None
     merchant_cache_seconds: float = Field(default=5.0, ge=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics server
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
 
@@ -94,6 +96,20 @@ class Settings(BaseSettings):
     def in_flight_seconds(self) -> float:
         """How long a payment in ``init`` may still have a request working on it."""
         return self.bank_timeout_seconds + 5.0
+
+    @property
+    def max_send_delay_seconds(self) -> float:
+        """Past this age a payment is not sent to the bank any more.
+
+        A request still sending must stay inside the in-flight window (409 to its retries, no
+        reconciler inquiry yet), so its bank call must start early enough to end inside it.
+        """
+        return max(self.in_flight_seconds - self.bank_timeout_seconds - 1, 1)
+
+    @property
+    def reconcile_lease_seconds(self) -> float:
+        """How long a reconciler's claim keeps other replicas away: longer than an inquiry."""
+        return self.bank_timeout_seconds + 1
 
     @property
     def effective_log_format(self) -> str:

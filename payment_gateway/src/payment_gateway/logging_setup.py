@@ -16,6 +16,10 @@ import structlog
 
 from payment_gateway.domain.card import luhn_valid
 
+# The request id travels in this header (in and out, and on to the bank) and is bound to
+# every log line of its request.
+REQUEST_ID_HEADER = "X-Request-ID"
+
 _PAN_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){11,18}(?!\d)")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 
@@ -93,3 +97,8 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def current_request_id() -> str | None:
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None

@@ -7,29 +7,20 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from payment_gateway.api.body_limit import BodySizeLimitMiddleware
-from payment_gateway.api.dependencies import Services
 from payment_gateway.api.docs import install_docs
 from payment_gateway.api.problems import install_error_handlers
+from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
-from payment_gateway.bank.http import HttpBankAdapter
+from payment_gateway.bootstrap import build_services
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
-from payment_gateway.observability import ObservabilityMiddleware, metrics_endpoint
-from payment_gateway.service.merchants import MerchantService
-from payment_gateway.service.payments import PaymentPolicy, PaymentService
+from payment_gateway.metrics import start_metrics_server
 from payment_gateway.service.ports import BankAdapter
-from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
-from payment_gateway.storage.database import create_engine
-from payment_gateway.storage.group_commit import GroupCommitRecorder
-from payment_gateway.storage.migrate import migrate
-from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
-from payment_gateway.storage.vault import CardVault
 
 log = logging.getLogger(__name__)
 
@@ -54,57 +45,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.effective_database_url, pool_size=settings.database_pool_size
-        )
-        if settings.auto_migrate:
-            await migrate(engine)
-        uow = SqlUnitOfWorkFactory(engine)
-        http_bank = None
-        if bank is None:
-            http_bank = HttpBankAdapter(
-                settings.bank_url,
-                settings.bank_timeout_seconds,
-                max_connections=settings.bank_max_connections,
-            )
-        bank_adapter: BankAdapter = bank or http_bank  # type: ignore[assignment]
-        recorder = GroupCommitRecorder(uow)
-        payments = PaymentService(
-            uow,
-            bank_adapter,
-            CardVault(settings.encryption_keys),
-            settings.idempotency_key_bytes,
-            PaymentPolicy(
-                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-                in_flight=timedelta(seconds=settings.in_flight_seconds),
-                first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
-                # A request still sending must stay inside the in-flight window (409 to its
-                # retries, no reconciler inquiry yet): past this, it sends nothing.
-                max_send_delay=timedelta(
-                    seconds=max(settings.in_flight_seconds - settings.bank_timeout_seconds - 1, 1)
-                ),
-            ),
-            recorder=recorder,
-        )
-        merchants = MerchantService(uow, cache_seconds=settings.merchant_cache_seconds)
+        services = await build_services(settings, bank)
         if settings.seed_demo_merchants:
-            await merchants.seed_demo_merchants()
-        app.state.services = Services(payments=payments, merchants=merchants, uow=uow)
-        reconciler = Reconciler(
-            uow,
-            bank_adapter,
-            ReconcilePolicy(
-                interval_seconds=settings.reconcile_interval_seconds,
-                batch_size=settings.reconcile_batch_size,
-                not_found_grace=timedelta(seconds=settings.not_found_grace_seconds),
-                # An inquiry is bounded by the bank timeout: the claim must outlive it.
-                lease_seconds=settings.bank_timeout_seconds + 1,
-                max_backoff_seconds=settings.reconcile_max_backoff_seconds,
-                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            ),
+            await services.merchants.seed_demo_merchants()
+        app.state.services = services
+        metrics = (
+            start_metrics_server(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
         )
-        app.state.reconciler = reconciler
-        task = asyncio.create_task(reconciler.run_forever()) if run_reconciler else None
+        task = asyncio.create_task(services.reconciler.run_forever()) if run_reconciler else None
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it all again and again under load.
         gc.collect()
@@ -116,10 +66,9 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await recorder.aclose()
-            if http_bank is not None:
-                await http_bank.aclose()
-            await uow.dispose()
+            if metrics is not None:
+                metrics.close()
+            await services.aclose()
 
     app = FastAPI(
         title="Payment Gateway",
@@ -128,17 +77,16 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        # Metrics are Prometheus (/metrics). FastAPI's OpenTelemetry hook would otherwise look
-        # up the global OTel providers (and the environment) on every request, for nothing.
+        # Metrics are Prometheus (on METRICS_PORT). FastAPI's OpenTelemetry hook would
+        # otherwise look up the global OTel providers (and the environment) on every request.
         telemetry=NO_OPENTELEMETRY,
     )
     install_error_handlers(app)
     install_docs(app)
     app.include_router(payments_router)
     app.include_router(health_router)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request and answer
+    app.add_middleware(RequestContextMiddleware)  # outermost: sees every request and answer
     return app
 
 

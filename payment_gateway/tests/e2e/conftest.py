@@ -93,6 +93,7 @@ def gateway_env(workdir: Path, bank_url: str, **overrides: str) -> dict[str, str
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "DEBUG",
         "APP_ENV": "development",
+        "METRICS_PORT": "0",  # test runs side by side must not compete for 9464
         **overrides,
     }
 

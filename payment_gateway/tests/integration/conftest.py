@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 import uvloop
 from asgi_lifespan import LifespanManager
 from cryptography.fernet import Fernet
+from fakes import FakeBank
 from fastapi import FastAPI
-from payment_gateway.bank.fake import FakeBank
 from payment_gateway.config import Settings
 from payment_gateway.main import create_app
 from pydantic import SecretStr
@@ -47,13 +48,27 @@ class Gateway:
     settings: Settings
 
 
+# One key for the whole session: the MariaDB database is shared by the session's tests, and a
+# gateway refuses to start on data written under other secrets (storage/key_checks.py).
+CARD_KEY = Fernet.generate_key().decode()
+HASH_KEY = "integration-test-hash-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def gateway_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
         "data_dir": data_dir,
-        "card_encryption_keys": SecretStr(Fernet.generate_key().decode()),
-        "idempotency_hash_key": SecretStr("integration-test-hash-key"),
+        "card_encryption_keys": SecretStr(CARD_KEY),
+        "idempotency_hash_key": SecretStr(HASH_KEY),
         "merchant_cache_seconds": 0,
+        "metrics_port": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

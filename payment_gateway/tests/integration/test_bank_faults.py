@@ -137,7 +137,7 @@ async def running_gateway(
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield Harness(client, app.state.reconciler, app)
+            yield Harness(client, app.state.services.reconciler, app)
 
 
 @pytest.fixture

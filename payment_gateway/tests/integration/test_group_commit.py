@@ -14,15 +14,16 @@ from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import Payment, PaymentStatus, Resolution
 from payment_gateway.service.errors import StorageUnavailable
+from payment_gateway.service.group_commit import GroupCommitRecorder
 from payment_gateway.service.ports import (
     DuplicateIdempotencyKey,
     IdempotencyRecord,
     NewPayment,
-    Outcome,
+    StatusTransition,
     StoredCard,
 )
+from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.database import create_engine
-from payment_gateway.storage.group_commit import GroupCommitRecorder
 from payment_gateway.storage.migrate import migrate
 from payment_gateway.storage.tables import payments
 from payment_gateway.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
@@ -87,7 +88,7 @@ def new_payment(merchant: Merchant, key: str | None = None) -> NewPayment:
 
 
 async def test_concurrent_payments_are_committed_together(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     before = store.uow.transactions
     await asyncio.gather(*(recorder.record(new_payment(store.merchant)) for _ in range(40)))
     # All 40 arrive before the writer gets to run: one transaction for all of them.
@@ -96,7 +97,7 @@ async def test_concurrent_payments_are_committed_together(store: Store) -> None:
 
 
 async def test_a_payment_alone_is_written_at_once(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     await recorder.record(new_payment(store.merchant))
     assert await store.count() == 1
     await recorder.record(new_payment(store.merchant))
@@ -104,7 +105,7 @@ async def test_a_payment_alone_is_written_at_once(store: Store) -> None:
 
 
 async def test_batches_are_bounded(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow, max_batch=8)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow), max_batch=8)
     before = store.uow.transactions
     await asyncio.gather(*(recorder.record(new_payment(store.merchant)) for _ in range(25)))
     assert store.uow.transactions - before == 4  # 8 + 8 + 8 + 1
@@ -112,7 +113,7 @@ async def test_batches_are_bounded(store: Store) -> None:
 
 
 async def test_a_reused_key_fails_only_its_own_request(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     await recorder.record(new_payment(store.merchant, key="taken"))
     batch = [new_payment(store.merchant, key=f"k-{n}") for n in range(6)]
     batch.insert(3, new_payment(store.merchant, key="taken"))  # reuses an existing key
@@ -139,7 +140,7 @@ async def unreachable() -> AsyncIterator[GroupCommitRecorder]:
     """A recorder whose database is down (nothing listens on port 1)."""
     dead = SqlUnitOfWorkFactory(create_engine("mysql+asyncmy://nobody@127.0.0.1:1/none"))
     try:
-        yield GroupCommitRecorder(dead)
+        yield GroupCommitRecorder(TransactionalRecorder(dead))
     finally:
         await dead.dispose()
 
@@ -156,7 +157,7 @@ async def test_a_database_outage_reaches_every_waiting_request(
 
 
 async def test_a_cancelled_request_does_not_stop_the_others(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     first = asyncio.create_task(recorder.record(new_payment(store.merchant)))
     queued = [asyncio.create_task(recorder.record(new_payment(store.merchant))) for _ in range(5)]
     await asyncio.sleep(0)
@@ -189,12 +190,15 @@ async def status_of(store: Store, payment_id: str) -> tuple[str, str | None]:
     return row.status, row.code
 
 
-def outcome(new: NewPayment, status: PaymentStatus, code: str) -> Outcome:
-    return Outcome(new.payment.id, Resolution(status, code=code), datetime.now(UTC), None)
+def outcome(new: NewPayment, status: PaymentStatus, code: str) -> StatusTransition:
+    resolution = Resolution(status, code=code)
+    return StatusTransition(
+        new.payment.id, new.payment.merchant_id, resolution, datetime.now(UTC), None
+    )
 
 
 async def test_concurrent_outcomes_are_committed_together(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     news = await recorded(store, recorder, 12)
     targets = [
         (PaymentStatus.SUCCEEDED, "0"),
@@ -204,7 +208,7 @@ async def test_concurrent_outcomes_are_committed_together(store: Store) -> None:
     before = store.uow.transactions
 
     applied = await asyncio.gather(
-        *(recorder.record_outcome(outcome(new, *targets[i % 3])) for i, new in enumerate(news))
+        *(recorder.record_transition(outcome(new, *targets[i % 3])) for i, new in enumerate(news))
     )
 
     assert applied == [True] * 12
@@ -215,13 +219,13 @@ async def test_concurrent_outcomes_are_committed_together(store: Store) -> None:
 
 
 async def test_an_outcome_its_payment_no_longer_allows_is_refused_alone(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     news = await recorded(store, recorder, 6)
     # The reconciler got to one of them first: it is already succeeded.
-    assert await recorder.record_outcome(outcome(news[2], PaymentStatus.SUCCEEDED, "0"))
+    assert await recorder.record_transition(outcome(news[2], PaymentStatus.SUCCEEDED, "0"))
 
     applied = await asyncio.gather(
-        *(recorder.record_outcome(outcome(new, PaymentStatus.FAILED, "100")) for new in news)
+        *(recorder.record_transition(outcome(new, PaymentStatus.FAILED, "100")) for new in news)
     )
 
     assert applied == [True, True, False, True, True, True]
@@ -233,9 +237,9 @@ async def test_an_outcome_its_payment_no_longer_allows_is_refused_alone(store: S
 async def test_an_outcome_batch_that_cannot_reach_the_database_fails_each_request(
     store: Store, unreachable: GroupCommitRecorder
 ) -> None:
-    news = await recorded(store, GroupCommitRecorder(store.uow), 4)
+    news = await recorded(store, GroupCommitRecorder(TransactionalRecorder(store.uow)), 4)
     results = await asyncio.gather(
-        *(unreachable.record_outcome(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in news),
+        *(unreachable.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in news),
         return_exceptions=True,
     )
     assert all(isinstance(r, StorageUnavailable) for r in results)
@@ -247,7 +251,7 @@ async def test_an_outcome_batch_that_cannot_reach_the_database_fails_each_reques
 
 
 async def test_any_failing_row_fails_only_its_own_request(store: Store) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     orphan = new_payment(Merchant(str(uuid.uuid4()), "no such merchant"))  # breaks the FK
     batch = [new_payment(store.merchant) for _ in range(4)]
     batch.insert(2, orphan)
@@ -277,7 +281,7 @@ class StallingFactory(SqlUnitOfWorkFactory):
 
 async def test_a_stuck_batch_times_out_and_the_writer_goes_on(store: Store) -> None:
     stalling = StallingFactory(store.uow.engine)
-    recorder = GroupCommitRecorder(stalling, timeout=0.2)
+    recorder = GroupCommitRecorder(TransactionalRecorder(stalling), timeout=0.2)
 
     results = await asyncio.gather(
         *(recorder.record(new_payment(store.merchant)) for _ in range(3)),
@@ -293,18 +297,28 @@ async def test_a_stuck_batch_times_out_and_the_writer_goes_on(store: Store) -> N
 async def test_outcome_fields_null_in_a_whole_batch_are_written_as_null_or_kept(
     store: Store,
 ) -> None:
-    recorder = GroupCommitRecorder(store.uow)
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     news = await recorded(store, recorder, 4)
     now = datetime.now(UTC)
     pending = Resolution(PaymentStatus.PROCESSING, code="200", tracking_id="tx-kept")
     first = await asyncio.gather(
-        *(recorder.record_outcome(Outcome(n.payment.id, pending, now, now)) for n in news)
+        *(
+            recorder.record_transition(
+                StatusTransition(n.payment.id, n.payment.merchant_id, pending, now, now)
+            )
+            for n in news
+        )
     )
     assert first == [True] * 4
     # The bank's final answer carries no tracking id and no decline reason, in every row.
     settled = Resolution(PaymentStatus.SUCCEEDED, code="0")
     applied = await asyncio.gather(
-        *(recorder.record_outcome(Outcome(n.payment.id, settled, now, None)) for n in news)
+        *(
+            recorder.record_transition(
+                StatusTransition(n.payment.id, n.payment.merchant_id, settled, now, None)
+            )
+            for n in news
+        )
     )
 
     assert applied == [True] * 4

@@ -309,7 +309,7 @@ async def test_cleanup_releases_only_expired_keys(gateway: Gateway) -> None:
     )
     await _age_payment(gateway, old.json()["id"], hours=25)
 
-    released = await gateway.app.state.reconciler.release_expired_idempotency_keys()
+    released = await gateway.app.state.services.reconciler.release_expired_idempotency_keys()
 
     assert released >= 1
     async with gateway.app.state.services.uow.engine.connect() as connection:

@@ -14,9 +14,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
+from payment_gateway.bootstrap import build_services, services_for
 from payment_gateway.domain.payment import PaymentStatus, Resolution, RetrySchedule
 from payment_gateway.service.merchants import DEMO_MERCHANTS
+from payment_gateway.service.ports import StatusTransition
 from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.key_checks import KeyMismatch
 from payment_gateway.storage.migrate import alembic_config, migrate
 from payment_gateway.storage.rotation import rotate_card_keys
 from payment_gateway.storage.tables import cards, merchants, metadata, payments
@@ -178,8 +181,9 @@ async def test_a_terminal_status_never_changes_even_in_sql(gateway: Gateway) -> 
         Resolution(PaymentStatus.PROCESSING),
         Resolution(PaymentStatus.SUCCEEDED, code="0", tracking_id="other"),
     ):
+        transition = StatusTransition(created["id"], "any", attempt, now, None)
         async with uow_factory() as uow:
-            assert not await uow.payments.apply_resolution(created["id"], attempt, now, None)
+            assert await uow.payments.apply_transitions([transition]) == 0
             await uow.commit()
 
     read = await gateway.client.get(f"/api/v1/payments/{created['id']}", headers=MERCHANT_ONE)
@@ -197,10 +201,11 @@ async def test_concurrent_resolutions_apply_once(gateway: Gateway) -> None:
     uow_factory: SqlUnitOfWorkFactory = gateway.app.state.services.uow
 
     async def resolve(status: PaymentStatus) -> bool:
+        transition = StatusTransition(
+            created["id"], "any", Resolution(status, code="x"), datetime.now(UTC), None
+        )
         async with uow_factory() as uow:
-            applied = await uow.payments.apply_resolution(
-                created["id"], Resolution(status, code="x"), datetime.now(UTC), None
-            )
+            applied = await uow.payments.apply_transitions([transition]) == 1
             await uow.commit()
             return applied
 
@@ -291,7 +296,7 @@ async def test_rotating_card_keys_lets_the_old_key_go(
     )
     import httpx
     from asgi_lifespan import LifespanManager
-    from payment_gateway.bank.fake import FakeBank
+    from fakes import FakeBank
     from payment_gateway.main import create_app
 
     app = create_app(settings, bank=FakeBank(), run_reconciler=False)
@@ -307,7 +312,8 @@ async def test_rotating_card_keys_lets_the_old_key_go(
     both = gateway_settings(
         empty_database_url, tmp_path, card_encryption_keys=SecretStr(f"{new_key},{old_key}")
     )
-    assert await rotate_card_keys(both, batch_size=3) == 0
+    async with services_for(both, FakeBank()) as services:
+        assert await rotate_card_keys(services.uow.engine, services.vault, batch_size=3) == 7
 
     engine = create_engine(empty_database_url, pool_size=1)
     try:
@@ -330,6 +336,17 @@ async def test_rotating_card_keys_lets_the_old_key_go(
     assert {new_only.decrypt(token) for token in tokens} == {"4242424242424242"}
     with pytest.raises(VaultKeyError):
         CardVault([old_key.encode()]).decrypt(tokens[0])
+    # From now on a replica still on the old key would write cards the others cannot read.
+    old_only = gateway_settings(
+        empty_database_url, tmp_path, card_encryption_keys=SecretStr(old_key)
+    )
+    with pytest.raises(KeyMismatch, match="CARD_ENCRYPTION_KEYS"):
+        await build_services(old_only, FakeBank())
+    new_only_settings = gateway_settings(
+        empty_database_url, tmp_path, card_encryption_keys=SecretStr(new_key)
+    )
+    async with services_for(new_only_settings, FakeBank()):
+        pass
 
 
 @pytest.mark.mariadb
@@ -440,7 +457,7 @@ async def test_lost_database_connections_never_turn_a_payment_into_a_500(
 ) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
-    from payment_gateway.bank.fake import FakeBank
+    from fakes import FakeBank
     from payment_gateway.main import create_app
     from sqlalchemy.engine import make_url
 

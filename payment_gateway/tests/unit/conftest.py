@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from payment_gateway.bank.fake import FakeBank
+from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.service.merchants import MerchantService
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
+from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
+from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.vault import CardVault
-
-
-def _load_fakes() -> ModuleType:
-    # --import-mode=importlib puts no test directory on sys.path: load the module by path.
-    name = "payment_gateway_unit_test_fakes"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fakes.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-FAKES = _load_fakes()
 
 IN_FLIGHT = timedelta(seconds=8)
 MAX_SEND_DELAY = timedelta(seconds=4)  # in-flight 8 s - bank timeout 3 s - 1 s
@@ -45,24 +27,18 @@ MAX_BACKOFF_SECONDS = 60.0
 
 
 @pytest.fixture
-def fakes() -> ModuleType:
-    """The fakes module, for tests that need a class rather than an instance."""
-    return FAKES
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> Any:
-    return FAKES.FakeClock()
+def store() -> FakeStore:
+    return FakeStore()
 
 
 @pytest.fixture
-def store() -> Any:
-    return FAKES.FakeStore()
-
-
-@pytest.fixture
-def uow_factory(store: Any) -> Any:
-    return FAKES.FakeUnitOfWorkFactory(store)
+def uow_factory(store: FakeStore) -> FakeUnitOfWorkFactory:
+    return FakeUnitOfWorkFactory(store)
 
 
 @pytest.fixture
@@ -97,31 +73,42 @@ def reconcile_policy() -> ReconcilePolicy:
     )
 
 
+MakePaymentService = Callable[..., PaymentService]
+MakeReconciler = Callable[[BankAdapter], Reconciler]
+MakeRequest = Callable[..., PaymentRequest]
+
+
 @pytest.fixture
 def make_payment_service(
-    uow_factory: Any, vault: CardVault, payment_policy: PaymentPolicy, clock: Any
-) -> Any:
-    def make(bank: Any, *, hash_key: bytes = b"unit-test-hash-key") -> PaymentService:
+    uow_factory: FakeUnitOfWorkFactory,
+    vault: CardVault,
+    payment_policy: PaymentPolicy,
+    clock: FakeClock,
+) -> MakePaymentService:
+    def make(bank: BankAdapter, *, hash_key: bytes = b"unit-test-hash-key") -> PaymentService:
         return PaymentService(uow_factory, bank, vault, hash_key, payment_policy, clock=clock)
 
     return make
 
 
 @pytest.fixture
-def payment_service(make_payment_service: Any, bank: FakeBank) -> PaymentService:
+def payment_service(make_payment_service: MakePaymentService, bank: FakeBank) -> PaymentService:
     return make_payment_service(bank)
 
 
 @pytest.fixture
-def make_reconciler(uow_factory: Any, reconcile_policy: ReconcilePolicy, clock: Any) -> Any:
-    def make(bank: Any) -> Reconciler:
-        return Reconciler(uow_factory, bank, reconcile_policy, clock=clock)
+def make_reconciler(
+    uow_factory: FakeUnitOfWorkFactory, reconcile_policy: ReconcilePolicy, clock: FakeClock
+) -> MakeReconciler:
+    def make(bank: BankAdapter) -> Reconciler:
+        recorder = TransactionalRecorder(uow_factory)
+        return Reconciler(uow_factory, recorder, bank, reconcile_policy, clock=clock)
 
     return make
 
 
 @pytest.fixture
-def merchant_service(uow_factory: Any, clock: Any) -> MerchantService:
+def merchant_service(uow_factory: FakeUnitOfWorkFactory, clock: FakeClock) -> MerchantService:
     return MerchantService(uow_factory, cache_seconds=0, clock=clock)
 
 
@@ -136,7 +123,7 @@ def other_merchant() -> Merchant:
 
 
 @pytest.fixture
-def make_request() -> Any:
+def make_request() -> MakeRequest:
     def make(**changes: Any) -> PaymentRequest:
         values: dict[str, Any] = {
             "pan": "4242424242424242",

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import Payment, PaymentStatus, Resolution
-from payment_gateway.service.ports import DuplicateIdempotencyKey, IdempotencyRecord, StoredCard
+from payment_gateway.service.ports import (
+    DuplicateIdempotencyKey,
+    IdempotencyRecord,
+    NewPayment,
+    StatusTransition,
+    StoredCard,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -32,7 +38,7 @@ CARD = StoredCard("c-1", b"token", None, "424242")
 
 async def test_uncommitted_changes_are_discarded(uow_factory: Any, store: Any) -> None:
     async with uow_factory() as uow:
-        await uow.payments.add(payment("p-1"), CARD, None, T0)
+        await uow.payments.add_many([NewPayment(payment("p-1"), CARD, None, T0)])
         assert await uow.payments.get("p-1", "m-1") is not None
         async with uow_factory() as other:
             assert await other.payments.get("p-1", "m-1") is None  # not visible before commit
@@ -41,7 +47,7 @@ async def test_uncommitted_changes_are_discarded(uow_factory: Any, store: Any) -
 
 async def test_committed_changes_are_visible(uow_factory: Any, store: Any) -> None:
     async with uow_factory() as uow:
-        await uow.payments.add(payment("p-1"), CARD, None, T0)
+        await uow.payments.add_many([NewPayment(payment("p-1"), CARD, None, T0)])
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert (await uow.payments.get("p-1", "m-1")) == payment("p-1")
@@ -51,22 +57,21 @@ async def test_committed_changes_are_visible(uow_factory: Any, store: Any) -> No
 async def test_idempotency_claim_is_unique_per_merchant(uow_factory: Any) -> None:
     record = IdempotencyRecord("k", "h")
     async with uow_factory() as uow:
-        await uow.payments.add(payment("p-1"), CARD, record, T0)
+        await uow.payments.add_many([NewPayment(payment("p-1"), CARD, record, T0)])
         await uow.commit()
     async with uow_factory() as uow:
         with pytest.raises(DuplicateIdempotencyKey):
-            await uow.payments.add(payment("p-2"), CARD, record, T0)
-        await uow.payments.add(payment("p-3", "m-2"), CARD, record, T0)
+            await uow.payments.add_many([NewPayment(payment("p-2"), CARD, record, T0)])
+        await uow.payments.add_many([NewPayment(payment("p-3", "m-2"), CARD, record, T0)])
 
 
-async def test_apply_resolution_is_guarded(uow_factory: Any, store: Any) -> None:
+async def test_transitions_are_guarded(uow_factory: Any, store: Any) -> None:
+    def to(status: PaymentStatus) -> StatusTransition:
+        return StatusTransition("p-1", "m-1", Resolution(status), T0 + timedelta(seconds=1), None)
+
     async with uow_factory() as uow:
-        await uow.payments.add(payment("p-1"), CARD, None, T0)
-        assert await uow.payments.apply_resolution(
-            "p-1", Resolution(PaymentStatus.FAILED), T0 + timedelta(seconds=1), None
-        )
-        assert not await uow.payments.apply_resolution(
-            "p-1", Resolution(PaymentStatus.SUCCEEDED), T0, None
-        )
+        await uow.payments.add_many([NewPayment(payment("p-1"), CARD, None, T0)])
+        assert await uow.payments.apply_transitions([to(PaymentStatus.FAILED)]) == 1
+        assert await uow.payments.apply_transitions([to(PaymentStatus.SUCCEEDED)]) == 0
         await uow.commit()
     assert store.payment("p-1").status is PaymentStatus.FAILED

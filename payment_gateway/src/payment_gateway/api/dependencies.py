@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
+from payment_gateway.bootstrap import Services
 from payment_gateway.domain.merchant import Merchant
-from payment_gateway.service.merchants import MerchantService
-from payment_gateway.service.payments import PaymentService
-from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything the routes use, wired once by the app factory."""
-
-    payments: PaymentService
-    merchants: MerchantService
-    uow: SqlUnitOfWorkFactory
 
 
 async def get_services(request: Request) -> Services:

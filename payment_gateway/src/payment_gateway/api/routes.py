@@ -7,17 +7,18 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import StringConstraints, TypeAdapter, ValidationError
-from sqlalchemy import text
 from starlette.requests import ClientDisconnect
 
-from payment_gateway.api.dependencies import MerchantDep, Services, ServicesDep, bearer_token
+from payment_gateway.api.dependencies import MerchantDep, ServicesDep, bearer_token
 from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
 from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
+from payment_gateway.bootstrap import Services
 from payment_gateway.service.errors import (
     ClientGone,
     FieldError,
     InvalidRequest,
     NotFound,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 
@@ -174,8 +175,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(services: ServicesDep) -> Response:
     try:
-        async with services.uow.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception:
+        await services.uow.ping()
+    except StorageUnavailable:
         return problem_response(503, "Service Unavailable", "the database is unreachable")
     return _json({"status": "ready"}, 200, {})

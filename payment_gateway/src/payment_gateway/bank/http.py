@@ -13,12 +13,8 @@ import orjson
 from payment_gateway.bank.transport import Http11Transport
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.payment import PaymentRequest
-from payment_gateway.observability import (
-    BANK_CALL_ERRORS,
-    BANK_CALL_SECONDS,
-    REQUEST_ID_HEADER,
-    current_request_id,
-)
+from payment_gateway.logging_setup import REQUEST_ID_HEADER, current_request_id
+from payment_gateway.metrics import BANK_CALL_ERRORS, BANK_CALL_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What a bank answer means for a payment (DESIGN section 2, step 7)."""
+"""What a bank answer means for a payment (docs/design.md, The payment flow)."""
 
 from __future__ import annotations
 

@@ -42,11 +42,3 @@ def parse_currency(raw: str) -> str | None:
     """The upper-case ISO 4217 code for ``raw`` (any case), or None if it is not one."""
     code = raw.strip().upper()
     return code if code in ACTIVE_CURRENCIES else None
-
-
-def amount_problem(amount: int) -> str | None:
-    if amount <= 0:
-        return "must be greater than 0 (an integer in the currency's minor unit)"
-    if amount > MAX_AMOUNT:
-        return f"must be at most {MAX_AMOUNT}"
-    return None

@@ -135,6 +135,6 @@ class RetrySchedule:
     base_seconds: float
     max_seconds: float
 
-    def next_look(self, now: datetime, attempts: int) -> datetime:
+    def next_attempt_at(self, now: datetime, attempts: int) -> datetime:
         backoff = min(self.base_seconds * 2 ** min(attempts, 20), self.max_seconds)
         return now + timedelta(seconds=max(backoff, self.lease_seconds))

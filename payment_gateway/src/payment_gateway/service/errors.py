@@ -50,12 +50,6 @@ class RequestInProgress(GatewayError):
     type_slug = "request-in-progress"
 
 
-class PayloadTooLarge(GatewayError):
-    status_code = 413
-    title = "Content Too Large"
-    type_slug = "payload-too-large"
-
-
 class StorageUnavailable(GatewayError):
     """The database could not be reached or dropped the connection; the work was not done."""
 

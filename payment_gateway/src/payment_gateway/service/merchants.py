@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import GatewayError, Unauthorized
+from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import DuplicateMerchant, UnitOfWork, UnitOfWorkFactory
 
 KEY_PREFIX_LENGTH = 12
@@ -76,7 +76,7 @@ class MerchantService:
     async def create(self, name: str) -> NewApiKey:
         now = self._clock()
         async with self._uow() as uow:
-            merchant = Merchant(str(uuid.uuid4()), name)
+            merchant = Merchant(new_id(), name)
             try:
                 await uow.merchants.add(merchant, now)
             except DuplicateMerchant:
@@ -114,7 +114,7 @@ class MerchantService:
             async with self._uow() as uow:
                 if await uow.merchants.by_name(name) is not None:
                     continue
-                merchant = Merchant(str(uuid.uuid4()), name)
+                merchant = Merchant(new_id(), name)
                 try:
                     await uow.merchants.add(merchant, now)
                     await _register_key(uow, merchant, api_key, now)

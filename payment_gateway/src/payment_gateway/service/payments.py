@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -20,6 +22,7 @@ from payment_gateway.domain.payment import (
     PaymentStatus,
     Resolution,
 )
+from payment_gateway.logging_setup import current_request_id
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
     FieldError,
@@ -28,7 +31,6 @@ from payment_gateway.service.errors import (
     RequestInProgress,
     StorageUnavailable,
 )
-from payment_gateway.service.events import payment_status_changed
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     BankAdapter,
@@ -36,8 +38,8 @@ from payment_gateway.service.ports import (
     DuplicateIdempotencyKey,
     IdempotencyRecord,
     NewPayment,
-    Outcome,
     PaymentRecorder,
+    StatusTransition,
     StoredCard,
     UnitOfWorkFactory,
 )
@@ -46,6 +48,7 @@ from payment_gateway.service.recording import TransactionalRecorder
 log = structlog.get_logger(__name__)
 
 _STORAGE_RETRIES = 2
+T = TypeVar("T")
 
 # PCI DSS lets the first six and last four digits be kept; for shorter (12-14 digit) cards
 # those ten digits plus the Luhn check would nearly reveal the number, so no BIN then.
@@ -65,7 +68,7 @@ class PaymentPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class CreateOutcome:
+class CreatePaymentResult:
     payment: Payment
     replayed: bool
 
@@ -95,22 +98,15 @@ class PaymentService:
 
     async def create(
         self, merchant: Merchant, request: PaymentRequest, idempotency_key: str | None
-    ) -> CreateOutcome:
+    ) -> CreatePaymentResult:
         idempotency = (
             IdempotencyRecord(idempotency_key, self.request_hash(request))
             if idempotency_key is not None
             else None
         )
         payment = await self._record(merchant, request, idempotency)
-        if isinstance(payment, CreateOutcome):
+        if isinstance(payment, CreatePaymentResult):
             return payment  # an earlier request with the same key
-        payment_status_changed(
-            payment.id,
-            payment.merchant_id,
-            payment.status.value,
-            amount=payment.amount,
-            currency=payment.currency,
-        )
 
         if self._clock() - payment.created_at > self._policy.max_send_delay:
             # Recording took so long that the bank call could outlast the in-flight window,
@@ -121,45 +117,47 @@ class PaymentService:
             )
         else:
             resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
-        return CreateOutcome(await self._apply(merchant, payment, resolution), replayed=False)
+        return CreatePaymentResult(await self._apply(merchant, payment, resolution), replayed=False)
 
     async def _record(
         self, merchant: Merchant, request: PaymentRequest, idempotency: IdempotencyRecord | None
-    ) -> Payment | CreateOutcome:
+    ) -> Payment | CreatePaymentResult:
         """Commit the card and the payment (`init`) before the bank is called.
 
         A crash after this leaves a row the reconciler resolves. A lost database connection is
         retried with fresh ids (nothing has been sent yet, so nothing can be charged twice).
         """
-        attempts = 0
         unconfirmed: set[str] = set()  # ids whose commit may have succeeded unseen
-        while True:
-            payment, card = self._new_payment(merchant, request)
-            try:
-                await self._recorder.record(
-                    NewPayment(
-                        payment, card, idempotency, payment.created_at + self._policy.in_flight
-                    )
+
+        async def attempt() -> Payment | CreatePaymentResult:
+            while True:  # again only when an expired claim was released for this payment
+                payment, card = self._new_payment(merchant, request)
+                new = NewPayment(
+                    payment,
+                    card,
+                    idempotency,
+                    payment.created_at + self._policy.in_flight,
+                    request_id=current_request_id(),
                 )
-                return payment
-            except DuplicateIdempotencyKey:
-                assert idempotency is not None
-                if unconfirmed:
-                    # An earlier attempt's commit went through though its answer was lost:
-                    # the key holds our own payment, which still has to be sent.
-                    own = await self._keyed_payment(merchant, idempotency.key)
-                    if own is not None and own.id in unconfirmed:
-                        return own
-                replay = await self._replay(merchant, idempotency)
-                if replay is not None:
-                    return CreateOutcome(replay, replayed=True)
-                # The old claim had expired and is now released: claim it for this payment.
-            except StorageUnavailable:
-                if attempts >= _STORAGE_RETRIES:
+                try:
+                    await self._recorder.record(new)
+                    return payment
+                except StorageUnavailable:
+                    unconfirmed.add(payment.id)
                     raise
-                unconfirmed.add(payment.id)
-                attempts += 1
-                await asyncio.sleep(0.05 * attempts)
+                except DuplicateIdempotencyKey:
+                    assert idempotency is not None
+                    if unconfirmed:
+                        # An earlier attempt's commit went through though its answer was lost:
+                        # the key holds our own payment, which still has to be sent.
+                        own = await self._keyed_payment(merchant, idempotency.key)
+                        if own is not None and own.id in unconfirmed:
+                            return own
+                    replay = await self._replay(merchant, idempotency)
+                    if replay is not None:
+                        return CreatePaymentResult(replay, replayed=True)
+
+        return await _retrying_storage(attempt)
 
     def _new_payment(
         self, merchant: Merchant, request: PaymentRequest
@@ -194,42 +192,32 @@ class PaymentService:
     async def _apply(self, merchant: Merchant, payment: Payment, resolution: Resolution) -> Payment:
         """Record what the bank said. The card may be charged by now: never answer 500 here."""
         done = self._clock()
-        next_look = (
+        next_attempt_at = (
             None if resolution.status.is_terminal else done + self._policy.first_reconcile_delay
         )
-        for attempt in range(_STORAGE_RETRIES + 1):
-            try:
-                applied = await self._recorder.record_outcome(
-                    Outcome(payment.id, resolution, done, next_look)
-                )
-                current = None
-                if not applied:
-                    async with self._uow(read_only=True, single_statement=True) as uow:
-                        current = await uow.payments.get(payment.id, merchant.id)
-                break
-            except StorageUnavailable:
-                # The guarded update can safely run again; if it never gets through, the row
-                # stays `init` and the reconciler learns the outcome from the bank.
-                if attempt == _STORAGE_RETRIES:
-                    log.error("payment_outcome_not_recorded", payment_id=payment.id)
-                    return payment
-                await asyncio.sleep(0.05 * (attempt + 1))
-            except Exception:
-                # The card may be charged: whatever went wrong, never answer 500 now. The row
-                # stays `init`, and the reconciler learns the outcome from the bank.
-                log.exception("payment_outcome_not_recorded", payment_id=payment.id)
+        transition = StatusTransition(
+            payment.id,
+            merchant.id,
+            resolution,
+            done,
+            next_attempt_at,
+            request_id=current_request_id(),
+        )
+        try:
+            if await _retrying_storage(lambda: self._recorder.record_transition(transition)):
+                payment.apply(resolution, done)
                 return payment
-        if applied:
-            payment.apply(resolution, done)
-            payment_status_changed(
-                payment.id,
-                payment.merchant_id,
-                payment.status.value,
-                code=payment.code,
-                decline_reason=payment.decline_reason,
-            )
+            # Another path (the reconciler) got there first: show what it recorded.
+            return await _retrying_storage(lambda: self._read(merchant, payment.id)) or payment
+        except Exception:
+            # The card may be charged: whatever went wrong, never answer 500 now. The row
+            # stays `init`, and the reconciler learns the outcome from the bank.
+            log.exception("payment_outcome_not_recorded", payment_id=payment.id)
             return payment
-        return current or payment  # the reconciler got there first: show what it recorded
+
+    async def _read(self, merchant: Merchant, payment_id: str) -> Payment | None:
+        async with self._uow(read_only=True, single_statement=True) as uow:
+            return await uow.payments.get(payment_id, merchant.id)
 
     async def _keyed_payment(self, merchant: Merchant, key: str) -> Payment | None:
         async with self._uow(read_only=True, single_statement=True) as uow:
@@ -271,8 +259,21 @@ class PaymentService:
         return payment
 
     async def get(self, merchant: Merchant, payment_id: str) -> Payment:
-        async with self._uow(read_only=True, single_statement=True) as uow:
-            payment = await uow.payments.get(payment_id, merchant.id)
+        payment = await self._read(merchant, payment_id)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
         return payment
+
+
+async def _retrying_storage(write: Callable[[], Awaitable[T]]) -> T:
+    """Run ``write``, again after a short pause when the database could not be reached.
+
+    Only for work that is safe to repeat: a guarded transition, a read, or an insert with
+    fresh ids (nothing has been sent to the bank yet).
+    """
+    for attempt in range(_STORAGE_RETRIES):
+        try:
+            return await write()
+        except StorageUnavailable:
+            await asyncio.sleep(0.05 * (attempt + 1))
+    return await write()

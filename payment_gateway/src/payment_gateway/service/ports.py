@@ -5,6 +5,7 @@ The SQL implementations live in ``storage``, the HTTP one in ``bank``; unit test
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -55,16 +56,20 @@ class NewPayment:
     card: StoredCard
     idempotency: IdempotencyRecord | None
     next_attempt_at: datetime  # when the reconciler may first look at it
+    request_id: str | None = None  # of the request that made it, for its event
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to record of a payment once the bank has answered (a guarded transition)."""
+class StatusTransition:
+    """A payment's move to the status the bank's answer resolves to (a guarded write)."""
 
     payment_id: str
+    merchant_id: str
     resolution: Resolution
-    now: datetime
+    at: datetime
     next_attempt_at: datetime | None  # None once the status is terminal
+    by: str = "request"  # or "reconciler": who learned the answer
+    request_id: str | None = None  # of the request that learned it, for its event
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -76,13 +81,9 @@ class DuplicateMerchant(Exception):
 
 
 class PaymentRepository(Protocol):
-    async def add(
-        self,
-        payment: Payment,
-        card: StoredCard,
-        idempotency: IdempotencyRecord | None,
-        next_attempt_at: datetime,
-    ) -> None: ...
+    async def add_many(self, entries: Sequence[NewPayment]) -> None:
+        """Insert payments with their cards; DuplicateIdempotencyKey if a claim is taken."""
+        ...
 
     async def get(self, payment_id: str, merchant_id: str) -> Payment | None: ...
 
@@ -92,13 +93,12 @@ class PaymentRepository(Protocol):
         self, payment_id: str, key: str, created_before: datetime
     ) -> bool: ...
 
-    async def apply_resolution(
-        self,
-        payment_id: str,
-        resolution: Resolution,
-        now: datetime,
-        next_attempt_at: datetime | None,
-    ) -> bool: ...
+    async def apply_transitions(self, transitions: Sequence[StatusTransition]) -> int:
+        """Guarded writes: each applies only from a status allowed to become the new one.
+
+        Returns how many applied.
+        """
+        ...
 
     async def claim_due(
         self,
@@ -154,8 +154,14 @@ class UnitOfWorkFactory(Protocol):
         """A unit of work; ``single_statement`` ones may commit each statement on its own."""
         ...
 
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the database answers."""
+        ...
+
 
 class PaymentRecorder(Protocol):
+    """The one write path of a payment's status (docs/design.md, Statuses)."""
+
     async def record(self, new: NewPayment) -> None:
         """Commit the payment and its card before returning.
 
@@ -164,7 +170,7 @@ class PaymentRecorder(Protocol):
         """
         ...
 
-    async def record_outcome(self, outcome: Outcome) -> bool:
+    async def record_transition(self, transition: StatusTransition) -> bool:
         """Apply the transition if the payment's status still allows it; True if it did.
 
         Raises StorageUnavailable when the database cannot be reached (the transition is

@@ -15,10 +15,15 @@ from payment_gateway.domain.payment import (
     Resolution,
     RetrySchedule,
 )
-from payment_gateway.observability import RECONCILER_LAG
+from payment_gateway.metrics import RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
-from payment_gateway.service.events import payment_status_changed
-from payment_gateway.service.ports import BankAdapter, DuePayment, UnitOfWorkFactory
+from payment_gateway.service.ports import (
+    BankAdapter,
+    DuePayment,
+    PaymentRecorder,
+    StatusTransition,
+    UnitOfWorkFactory,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +52,14 @@ class Reconciler:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
+        recorder: PaymentRecorder,
         bank: BankAdapter,
         policy: ReconcilePolicy,
         clock: Clock = utc_now,
         concurrency: int = 16,
     ) -> None:
         self._uow = uow
+        self._recorder = recorder  # the requests' own write path (and group commit)
         self._bank = bank
         self._policy = policy
         self._clock = clock
@@ -97,25 +104,16 @@ class Reconciler:
             return False  # try again after the backoff the claim already set
         else:
             resolution = resolve_deposit(answer)
-        next_look = None
+        next_attempt_at = None
         if not resolution.status.is_terminal:
             if payment.status != PaymentStatus.INIT:
                 return False  # still processing: look again after the claim's backoff
             # A dead request's payment the bank holds as pending: out of `init`, still watched.
-            next_look = now + timedelta(seconds=self._policy.interval_seconds)
-        async with self._uow(single_statement=True) as uow:
-            applied = await uow.payments.apply_resolution(payment.id, resolution, now, next_look)
-            await uow.commit()
-        if applied:
-            payment_status_changed(
-                payment.id,
-                payment.merchant_id,
-                resolution.status.value,
-                code=resolution.code,
-                decline_reason=resolution.decline_reason,
-                by="reconciler",
-            )
-        return applied
+            next_attempt_at = now + timedelta(seconds=self._policy.interval_seconds)
+        transition = StatusTransition(
+            payment.id, payment.merchant_id, resolution, now, next_attempt_at, by="reconciler"
+        )
+        return await self._recorder.record_transition(transition)
 
     async def release_expired_idempotency_keys(self) -> int:
         cutoff = self._clock() - self._policy.idempotency_ttl

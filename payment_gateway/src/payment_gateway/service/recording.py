@@ -1,25 +1,83 @@
-"""Recording payments through the unit of work, one transaction per write."""
+"""The one write path of a payment's status.
+
+Every status change — a new payment, the outcome of its bank call, what the reconciler learns —
+is written here, whether alone or in a group-committed batch (service/group_commit.py). Each
+write makes the `PaymentStatusChanged` events of the rows it actually changed, inside its
+transaction, and hands them to `_commit`: the one place where they are stored with the change
+(the event outbox writes them there) and announced once the commit is through.
+"""
 
 from __future__ import annotations
 
-from payment_gateway.service.ports import NewPayment, Outcome, UnitOfWorkFactory
+from collections.abc import Sequence
+
+from payment_gateway.domain.events import PaymentStatusChanged
+from payment_gateway.service.events import announce
+from payment_gateway.service.ports import (
+    NewPayment,
+    StatusTransition,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+
+def _created(new: NewPayment) -> PaymentStatusChanged:
+    payment = new.payment
+    return PaymentStatusChanged(
+        payment.id,
+        payment.merchant_id,
+        payment.status,
+        payment.created_at,
+        amount=payment.amount,
+        currency=payment.currency,
+        request_id=new.request_id,
+    )
+
+
+def _transitioned(transition: StatusTransition) -> PaymentStatusChanged:
+    resolution = transition.resolution
+    return PaymentStatusChanged(
+        transition.payment_id,
+        transition.merchant_id,
+        resolution.status,
+        transition.at,
+        code=resolution.code,
+        decline_reason=resolution.decline_reason,
+        by=transition.by,
+        request_id=transition.request_id,
+    )
 
 
 class TransactionalRecorder:
-    """Records each new payment in a transaction of its own."""
+    """Writes payments and their transitions, one transaction per call."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
     async def record(self, new: NewPayment) -> None:
-        async with self._uow() as uow:
-            await uow.payments.add(new.payment, new.card, new.idempotency, new.next_attempt_at)
-            await uow.commit()
+        await self.record_many([new])
 
-    async def record_outcome(self, outcome: Outcome) -> bool:
+    async def record_many(self, batch: Sequence[NewPayment]) -> None:
+        """All the payments, or none (DuplicateIdempotencyKey names no payment of many)."""
+        async with self._uow() as uow:
+            await uow.payments.add_many(batch)
+            await self._commit(uow, [_created(new) for new in batch])
+
+    async def record_transition(self, transition: StatusTransition) -> bool:
         async with self._uow(single_statement=True) as uow:
-            applied = await uow.payments.apply_resolution(
-                outcome.payment_id, outcome.resolution, outcome.now, outcome.next_attempt_at
-            )
-            await uow.commit()
+            applied = await uow.payments.apply_transitions([transition]) == 1
+            await self._commit(uow, [_transitioned(transition)] if applied else [])
         return applied
+
+    async def record_all_transitions(self, batch: Sequence[StatusTransition]) -> bool:
+        """Every transition of the batch, or none of them: False when any no longer applies."""
+        async with self._uow() as uow:
+            if await uow.payments.apply_transitions(batch) != len(batch):
+                return False  # rolled back on leaving the unit of work
+            await self._commit(uow, [_transitioned(transition) for transition in batch])
+        return True
+
+    async def _commit(self, uow: UnitOfWork, changes: list[PaymentStatusChanged]) -> None:
+        await uow.commit()
+        for change in changes:
+            announce(change)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -30,19 +29,17 @@ from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     Payment,
     PaymentStatus,
-    Resolution,
     RetrySchedule,
     statuses_that_may_become,
 )
+from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     DuePayment,
     DuplicateIdempotencyKey,
     DuplicateMerchant,
-    IdempotencyRecord,
     KeyedPayment,
     NewPayment,
-    Outcome,
-    StoredCard,
+    StatusTransition,
 )
 from payment_gateway.storage.tables import api_keys, cards, merchants, payments
 
@@ -137,14 +134,14 @@ def _payment_row(entry: NewPayment) -> dict[str, Any]:
     }
 
 
-def _resolution_params(outcome: Outcome) -> dict[str, Any]:
-    resolution = outcome.resolution
+def _transition_params(transition: StatusTransition) -> dict[str, Any]:
+    resolution = transition.resolution
     return {
-        "payment_id": outcome.payment_id,
+        "payment_id": transition.payment_id,
         "code": resolution.code,
         "decline_reason": resolution.decline_reason,
-        "updated_at": outcome.now,
-        "next_attempt_at": outcome.next_attempt_at,
+        "updated_at": transition.at,
+        "next_attempt_at": transition.next_attempt_at,
         "tracking_id": resolution.tracking_id,
     }
 
@@ -169,15 +166,6 @@ def _to_payment(row: Any) -> Payment:
 class SqlPaymentRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-
-    async def add(
-        self,
-        payment: Payment,
-        card: StoredCard,
-        idempotency: IdempotencyRecord | None,
-        next_attempt_at: datetime,
-    ) -> None:
-        await self.add_many([NewPayment(payment, card, idempotency, next_attempt_at)])
 
     async def add_many(self, entries: Sequence[NewPayment]) -> None:
         """Insert payments with their cards: two statements, however many payments."""
@@ -228,26 +216,17 @@ class SqlPaymentRepository:
         result = await self._connection.execute(statement)
         return bool(result.rowcount)
 
-    async def apply_resolution(
-        self,
-        payment_id: str,
-        resolution: Resolution,
-        now: datetime,
-        next_attempt_at: datetime | None,
-    ) -> bool:
-        """Guarded transition: the row changes only from a status allowed to become the new one."""
-        outcome = Outcome(payment_id, resolution, now, next_attempt_at)
-        return bool(await self.apply_resolutions([outcome]))
-
-    async def apply_resolutions(self, outcomes: Sequence[Outcome]) -> int:
+    async def apply_transitions(self, transitions: Sequence[StatusTransition]) -> int:
         """Guarded transitions of many payments, one statement per target status.
 
         Returns how many rows changed; each payment is one row, so fewer than
-        ``len(outcomes)`` means some payment's status no longer allowed its transition.
+        ``len(transitions)`` means some payment's status no longer allowed its transition.
         """
         by_status: dict[PaymentStatus, list[dict[str, Any]]] = {}
-        for outcome in outcomes:
-            by_status.setdefault(outcome.resolution.status, []).append(_resolution_params(outcome))
+        for transition in transitions:
+            by_status.setdefault(transition.resolution.status, []).append(
+                _transition_params(transition)
+            )
 
         def update_all(connection: Connection) -> int:
             changed = 0
@@ -299,7 +278,7 @@ class SqlPaymentRepository:
                 update(payments)
                 .where(payments.c.id == row.id, due)
                 .values(
-                    next_attempt_at=schedule.next_look(now, row.attempts),
+                    next_attempt_at=schedule.next_attempt_at(now, row.attempts),
                     attempts=payments.c.attempts + 1,
                 )
             )
@@ -357,7 +336,7 @@ class SqlMerchantRepository:
         await self._connection.execute(
             insert(api_keys),
             {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "merchant_id": merchant_id,
                 "key_hash": key_hash,
                 "prefix": prefix,

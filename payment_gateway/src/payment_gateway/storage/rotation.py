@@ -2,7 +2,9 @@
 
 Each batch is its own transaction and rows are visited in primary-key order, so an
 interrupted run simply starts again: already rotated rows rotate again harmlessly
-(a Fernet token re-encrypted under the same newest key is still valid).
+(a Fernet token re-encrypted under the same newest key is still valid). The card key check
+(storage/key_checks.py) is re-encrypted last, so that from then on a process without the
+newest key is refused.
 """
 
 from __future__ import annotations
@@ -10,47 +12,42 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_gateway.config import Settings
-from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.key_checks import rotate_card_key_check
 from payment_gateway.storage.tables import cards
 from payment_gateway.storage.vault import CardVault
 
 log = logging.getLogger(__name__)
 
 
-async def rotate_card_keys(settings: Settings, *, batch_size: int = 500) -> int:
-    vault = CardVault(settings.encryption_keys)
-    engine = create_engine(settings.effective_database_url, pool_size=1)
+async def rotate_card_keys(engine: AsyncEngine, vault: CardVault, *, batch_size: int = 500) -> int:
+    """Re-encrypt all cards under the newest key; returns how many."""
     rotated = 0
     last_id = ""
-    try:
-        while True:
-            async with engine.begin() as connection:
-                rows = (
-                    await connection.execute(
-                        select(cards.c.id, cards.c.pan_encrypted, cards.c.holder_name_encrypted)
-                        .where(cards.c.id > last_id)
-                        .order_by(cards.c.id)
-                        .limit(batch_size)
+    while True:
+        async with engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    select(cards.c.id, cards.c.pan_encrypted, cards.c.holder_name_encrypted)
+                    .where(cards.c.id > last_id)
+                    .order_by(cards.c.id)
+                    .limit(batch_size)
+                )
+            ).all()
+            for row in rows:
+                holder = row.holder_name_encrypted
+                await connection.execute(
+                    update(cards)
+                    .where(cards.c.id == row.id)
+                    .values(
+                        pan_encrypted=vault.rotate(row.pan_encrypted),
+                        holder_name_encrypted=vault.rotate(holder) if holder else None,
                     )
-                ).all()
-                for row in rows:
-                    holder = row.holder_name_encrypted
-                    await connection.execute(
-                        update(cards)
-                        .where(cards.c.id == row.id)
-                        .values(
-                            pan_encrypted=vault.rotate(row.pan_encrypted),
-                            holder_name_encrypted=vault.rotate(holder) if holder else None,
-                        )
-                    )
+                )
             if not rows:
-                break
-            rotated += len(rows)
-            last_id = rows[-1].id
-            log.info("re-encrypted %d cards so far (last id %s)", rotated, last_id)
-    finally:
-        await engine.dispose()
-    print(f"re-encrypted {rotated} card(s) under the newest key")
-    return 0
+                await rotate_card_key_check(connection, vault)
+                return rotated
+        rotated += len(rows)
+        last_id = rows[-1].id
+        log.info("re-encrypted %d cards so far (last id %s)", rotated, last_id)

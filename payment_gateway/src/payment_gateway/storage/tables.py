@@ -127,3 +127,13 @@ payments = Table(
     Index(None, "next_attempt_at"),
     Index(None, "created_at"),
 )
+
+# One row per secret that data is written under: a value that only the same secret
+# reproduces (never the secret itself), so a process started with another refuses to start.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("check_value", LargeBinary(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -99,6 +100,14 @@ class SqlUnitOfWorkFactory:
         if single_statement:
             return SqlUnitOfWork(self._autocommit, read_only=read_only, autocommit=True)
         return SqlUnitOfWork(self.engine, read_only=read_only)
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the database answers a trivial query."""
+        try:
+            async with self._autocommit.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (DBAPIError, OSError, PoolTimeout) as exc:
+            raise StorageUnavailable("the database is unreachable") from exc
 
     async def dispose(self) -> None:
         if self._autocommit is not self.engine:

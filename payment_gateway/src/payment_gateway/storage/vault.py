@@ -29,7 +29,7 @@ class CardVault:
         try:
             return self._fernet.decrypt(token).decode()
         except InvalidToken as exc:
-            raise VaultKeyError("no configured key decrypts this card") from exc
+            raise VaultKeyError("no configured key decrypts this token") from exc
 
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt under the newest key (a no-op in meaning, not in bytes)."""

@@ -1,7 +1,6 @@
-"""In-memory fakes of the ports in ``payment_gateway.service.ports``, for unit tests.
+"""In-memory fakes of the ports in ``payment_gateway.service.ports``, for tests.
 
-Loaded by ``conftest.py`` (tests run with ``--import-mode=importlib``, so test modules get
-these through fixtures rather than by importing this file).
+``import fakes``: pytest puts this folder on the path (``pythonpath`` in pyproject.toml).
 
 Commit semantics: a unit of work copies the committed state on enter and works on that
 copy; ``commit`` publishes the rows it changed, anything else is discarded on exit. The
@@ -12,16 +11,19 @@ unique key would be.
 from __future__ import annotations
 
 import copy
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     Payment,
-    Resolution,
+    PaymentRequest,
     RetrySchedule,
     statuses_that_may_become,
 )
@@ -29,8 +31,9 @@ from payment_gateway.service.ports import (
     DuePayment,
     DuplicateIdempotencyKey,
     DuplicateMerchant,
-    IdempotencyRecord,
     KeyedPayment,
+    NewPayment,
+    StatusTransition,
     StoredCard,
 )
 
@@ -103,13 +106,12 @@ class FakePaymentRepository:
     def _touch(self, payment_id: str) -> None:
         self._dirty.add(payment_id)
 
-    async def add(
-        self,
-        payment: Payment,
-        card: StoredCard,
-        idempotency: IdempotencyRecord | None,
-        next_attempt_at: datetime,
-    ) -> None:
+    async def add_many(self, entries: Sequence[NewPayment]) -> None:
+        for entry in entries:
+            self._add(entry)
+
+    def _add(self, entry: NewPayment) -> None:
+        payment, idempotency = entry.payment, entry.idempotency
         if payment.id in self._work.payments or payment.id in self._committed.payments:
             raise AssertionError(f"payment id {payment.id} inserted twice")
         if idempotency is not None and (
@@ -119,10 +121,10 @@ class FakePaymentRepository:
             raise DuplicateIdempotencyKey(idempotency.key)
         self._work.payments[payment.id] = PaymentRow(
             payment=copy.deepcopy(payment),
-            card=card,
+            card=entry.card,
             idempotency_key=idempotency.key if idempotency else None,
             request_hash=idempotency.request_hash if idempotency else None,
-            next_attempt_at=next_attempt_at,
+            next_attempt_at=entry.next_attempt_at,
         )
         self._touch(payment.id)
 
@@ -149,15 +151,13 @@ class FakePaymentRepository:
         self._touch(payment_id)
         return True
 
-    async def apply_resolution(
-        self,
-        payment_id: str,
-        resolution: Resolution,
-        now: datetime,
-        next_attempt_at: datetime | None,
-    ) -> bool:
-        self.calls.append(f"apply_resolution:{payment_id}:{resolution.status.value}")
-        row = self._work.payments.get(payment_id)
+    async def apply_transitions(self, transitions: Sequence[StatusTransition]) -> int:
+        return sum([self._apply(transition) for transition in transitions])
+
+    def _apply(self, transition: StatusTransition) -> bool:
+        resolution = transition.resolution
+        self.calls.append(f"apply_transition:{transition.payment_id}:{resolution.status.value}")
+        row = self._work.payments.get(transition.payment_id)
         if row is None or row.payment.status not in statuses_that_may_become(resolution.status):
             return False
         row.payment = replace(
@@ -165,15 +165,15 @@ class FakePaymentRepository:
             status=resolution.status,
             code=resolution.code,
             decline_reason=resolution.decline_reason,
-            updated_at=now,
+            updated_at=transition.at,
             tracking_id=(
                 resolution.tracking_id
                 if resolution.tracking_id is not None
                 else row.payment.tracking_id
             ),
         )
-        row.next_attempt_at = next_attempt_at
-        self._touch(payment_id)
+        row.next_attempt_at = transition.next_attempt_at
+        self._touch(transition.payment_id)
         return True
 
     async def claim_due(
@@ -194,7 +194,7 @@ class FakePaymentRepository:
         )[:limit]
         claimed = []
         for row in due:
-            row.next_attempt_at = schedule.next_look(now, row.attempts)
+            row.next_attempt_at = schedule.next_attempt_at(now, row.attempts)
             row.attempts += 1
             self._touch(row.payment.id)
             claimed.append(
@@ -349,3 +349,41 @@ class FakeUnitOfWorkFactory:
         uow = FakeUnitOfWork(self.store, read_only=read_only)
         self.opened.append(uow)
         return uow
+
+    async def ping(self) -> None:
+        pass
+
+
+_OUTCOMES = {
+    "4242424242424242": ("0", None),
+    "4000000000000002": ("100", "insufficient_funds"),
+    "4000000000009995": ("200", None),
+}
+
+
+@dataclass
+class FakeBank:
+    """Records every deposit; ``fault`` makes the next deposits fail that way."""
+
+    fault: BankFault | None = None
+    deposits: list[tuple[str, PaymentRequest]] = field(default_factory=list)
+    answers: dict[str, BankAnswer] = field(default_factory=dict)
+
+    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+        if self.fault is BankFault.NOT_SENT or self.fault is BankFault.REJECTED:
+            return self.fault
+        self.deposits.append((payment_id, request))
+        if payment_id not in self.answers:
+            code, reason = _OUTCOMES.get(request.pan, ("100", "card_not_supported"))
+            self.answers[payment_id] = BankAnswer(code, reason, str(uuid.uuid4()))
+        if self.fault is BankFault.UNCERTAIN:
+            return self.fault
+        return self.answers[payment_id]
+
+    async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
+        return self.answers.get(payment_id)
+
+    def settle(self, payment_id: str, code: str = "0") -> None:
+        """The bank finishes a pending deposit."""
+        previous = self.answers[payment_id]
+        self.answers[payment_id] = BankAnswer(code, None, previous.transaction_id)

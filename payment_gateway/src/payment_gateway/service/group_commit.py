@@ -11,10 +11,12 @@ a write goes out at once, as it would without batching.
   Each request still waits for that commit before its bank call. If a batch fails (an
   idempotency key already claimed, most likely), its payments are written again one by one,
   so only the request whose row failed hears about it.
-- Outcomes (the status after the bank call): one guarded UPDATE per payment, sent together,
-  and one COMMIT. If any payment's status no longer allowed its transition (the reconciler got
-  there first), or the batch fails, it is rolled back and each outcome is written on its own,
-  so every request learns whether its own transition applied.
+- Transitions (the status after the bank call, from a request or the reconciler): one guarded
+  UPDATE per payment, sent together, and one COMMIT. If any payment's status no longer allowed
+  its transition (another path got there first), or the batch fails, it is rolled back and each
+  transition is written on its own, so every caller learns whether its own applied.
+
+Batched or not, the writes are the recorder's (service/recording.py): the one write path.
 """
 
 from __future__ import annotations
@@ -27,11 +29,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from payment_gateway.observability import RECORD_BATCH_SIZE
+from payment_gateway.metrics import RECORD_BATCH_SIZE
 from payment_gateway.service.errors import StorageUnavailable
-from payment_gateway.service.ports import NewPayment, Outcome
+from payment_gateway.service.ports import NewPayment, StatusTransition
 from payment_gateway.service.recording import TransactionalRecorder
-from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -129,34 +130,33 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
 
 
 class GroupCommitRecorder:
-    """The PaymentRecorder of the SQL storage: new payments and outcomes, group-committed."""
+    """A PaymentRecorder that commits the writes arriving together in one transaction."""
 
     def __init__(
-        self, uow: SqlUnitOfWorkFactory, *, max_batch: int = 100, timeout: float = 10.0
+        self, recorder: TransactionalRecorder, *, max_batch: int = 100, timeout: float = 10.0
     ) -> None:
-        self._uow = uow
-        self._single = TransactionalRecorder(uow)  # for batches that must be taken apart
+        self._recorder = recorder
         self._payments = _Batcher[NewPayment, None]("payments", self._insert, max_batch, timeout)
-        self._outcomes = _Batcher[Outcome, bool]("outcomes", self._update, max_batch, timeout)
+        self._transitions = _Batcher[StatusTransition, bool](
+            "transitions", self._update, max_batch, timeout
+        )
 
     async def record(self, new: NewPayment) -> None:
         await self._payments.submit(new)
 
-    async def record_outcome(self, outcome: Outcome) -> bool:
-        return await self._outcomes.submit(outcome)
+    async def record_transition(self, transition: StatusTransition) -> bool:
+        return await self._transitions.submit(transition)
 
     async def aclose(self) -> None:
         await self._payments.aclose()
-        await self._outcomes.aclose()
+        await self._transitions.aclose()
 
     # -- the writes
 
     async def _insert(self, batch: list[NewPayment]) -> list[BaseException | None]:
         if len(batch) > 1:
             try:
-                async with self._uow() as uow:
-                    await uow.payments.add_many(batch)
-                    await uow.commit()
+                await self._recorder.record_many(batch)
             except StorageUnavailable as error:
                 return [error] * len(batch)
             except Exception as error:
@@ -166,19 +166,17 @@ class GroupCommitRecorder:
                 log.info("batched payment write failed (%s); writing one by one", failure)
             else:
                 return [None] * len(batch)
-        return await _one_by_one(self._single.record, batch)
+        return await _one_by_one(self._recorder.record, batch)
 
-    async def _update(self, batch: list[Outcome]) -> list[bool | BaseException]:
+    async def _update(self, batch: list[StatusTransition]) -> list[bool | BaseException]:
         if len(batch) > 1:
             try:
-                async with self._uow() as uow:
-                    if await uow.payments.apply_resolutions(batch) == len(batch):
-                        await uow.commit()
-                        return [True] * len(batch)
-                    # Not all applied: roll back and learn which, one by one, below.
+                if await self._recorder.record_all_transitions(batch):
+                    return [True] * len(batch)
+                # Not all applied (and nothing was): learn which, one by one, below.
             except Exception:
-                log.info("batched outcome write failed; writing one by one", exc_info=True)
-        return await _one_by_one(self._single.record_outcome, batch)
+                log.info("batched transition write failed; writing one by one", exc_info=True)
+        return await _one_by_one(self._recorder.record_transition, batch)
 
 
 async def _one_by_one(

@@ -7,12 +7,14 @@ import hashlib
 from typing import Any
 
 import pytest
-from payment_gateway.bank.fake import FakeBank
+from fakes import FakeBank
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
 from payment_gateway.service.errors import IdempotencyKeyReused, NotFound, RequestInProgress
 from payment_gateway.service.payments import PaymentService
+from payment_gateway.service.ports import StatusTransition
+from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.vault import CardVault
 
 APPROVED = "4242424242424242"
@@ -464,7 +466,7 @@ def test_request_hash_is_keyed_and_hides_the_pan(
 def test_request_hash_distinguishes_field_boundaries(
     payment_service: PaymentService, make_request: Any
 ) -> None:
-    """Different content must never hash the same (DESIGN section 2, step 4: 422).
+    """Different content must never hash the same (docs/design.md, Exactly once: 422).
 
     The fingerprint joins the fields with ``\\x1f`` without escaping it, and holder_name and
     reference are free strings that may contain it: moving text across the boundary between
@@ -606,10 +608,9 @@ async def test_an_unexpected_error_recording_the_outcome_is_never_a_500(
     make_request: Any,
 ) -> None:
     """After the bank call the card may be charged: the merchant gets the payment, not a 500."""
-    from payment_gateway.service.recording import TransactionalRecorder
 
     class BrokenOutcomes(TransactionalRecorder):
-        async def record_outcome(self, outcome: Any) -> bool:
+        async def record_transition(self, transition: StatusTransition) -> bool:
             raise RuntimeError("a bug in the outcome write")
 
     service = PaymentService(

@@ -1,4 +1,4 @@
-"""Merchant authentication and API keys: stored only as hashes (DESIGN section 6.3)."""
+"""Merchant authentication and API keys: stored only as hashes (docs/design.md, Security)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""PaymentCreate validation (DESIGN section 3), with field names as the API reports them."""
+"""PaymentCreate validation, with field names as the API reports them.
+
+The rules: docs/design.md, The payment flow.
+"""
 
 from __future__ import annotations
 
@@ -333,7 +336,7 @@ def test_model_repr_never_shows_pan_or_cvv() -> None:
     """A validated body must be as safe to log as the domain request it becomes.
 
     ``PaymentRequest`` hides the PAN and CVV from its repr; the API model holding the very
-    same data should too (DESIGN section 6.3: no PAN or CVV in logs).
+    same data should too (docs/design.md, Security: no PAN or CVV in logs).
     """
     model = parse(payload(card__cvv="987"))
     for text in (repr(model), str(model), repr(model.card)):

@@ -1,4 +1,4 @@
-"""The payment status machine: a terminal status never changes (DESIGN section 6.6)."""
+"""The payment status machine: a terminal status never changes (docs/design.md, Statuses)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HttpBankAdapter over a mock transport: every row of DESIGN section 2, step 7."""
+"""HttpBankAdapter over a mock transport: every row of docs/design.md, The payment flow."""
 
 from __future__ import annotations
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from payment_gateway.bank.fake import FakeBank
+from fakes import FakeBank, FakePaymentRepository
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
 from payment_gateway.service.payments import PaymentService
+from payment_gateway.service.recording import TransactionalRecorder
 
 PENDING = "4000000000009995"
 LONG_WAIT = 10_000.0  # past every backoff, lease and grace period in the policies
@@ -301,7 +302,7 @@ async def test_dead_request_the_bank_never_saw_fails_after_the_grace(
     assert bank.deposits == []
 
 
-async def test_claims_push_the_next_look_into_the_future(
+async def test_claims_push_the_next_attempt_into_the_future(
     make_payment_service: Any,
     make_reconciler: Any,
     store: Any,
@@ -348,9 +349,10 @@ async def test_dead_request_the_bank_reports_pending_leaves_init(
 ) -> None:
     """Once the reconciler has reached the bank, the payment is no longer ``init``.
 
-    DESIGN section 6.2: a payment is never stuck in ``init``; it "stays ``processing`` only
-    until the reconciler reaches the bank". A dead request whose deposit the bank reports as
-    pending (code "200") should read ``processing`` with code "200", not ``init``.
+    docs/design.md, Exactly once: a payment is never stuck in ``init``; it "stays
+    ``processing`` only until the reconciler reaches the bank". A dead request whose deposit
+    the bank reports as pending (code "200") should read ``processing`` with code "200", not
+    ``init``.
     """
     bank = DyingBank()
     with pytest.raises(ProcessKilled):
@@ -378,7 +380,6 @@ async def test_claims_no_more_than_it_can_ask_about_at_once(
     merchant: Merchant,
     make_request: Any,
     monkeypatch: pytest.MonkeyPatch,
-    fakes: Any,
 ) -> None:
     """Each claim's lease lasts one inquiry: a replica must not sit on claims it cannot serve."""
     from payment_gateway.service.reconcile import Reconciler
@@ -391,7 +392,7 @@ async def test_claims_no_more_than_it_can_ask_about_at_once(
     clock.advance(60)
 
     claim_sizes: list[int] = []
-    repository = fakes.FakePaymentRepository
+    repository = FakePaymentRepository
     original_claim = repository.claim_due
 
     async def recorded_claim(self: Any, *args: Any) -> Any:
@@ -400,7 +401,14 @@ async def test_claims_no_more_than_it_can_ask_about_at_once(
         return due
 
     monkeypatch.setattr(repository, "claim_due", recorded_claim)
-    reconciler = Reconciler(uow_factory, bank, reconcile_policy, clock=clock, concurrency=3)
+    reconciler = Reconciler(
+        uow_factory,
+        TransactionalRecorder(uow_factory),
+        bank,
+        reconcile_policy,
+        clock=clock,
+        concurrency=3,
+    )
     report = await reconciler.reconcile_due_payments()
 
     assert (report.claimed, report.resolved) == (10, 10)

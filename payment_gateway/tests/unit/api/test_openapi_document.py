@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from payment_gateway.main import create_app
 
-OPENAPI_YAML = Path(__file__).resolve().parents[3] / "openapi.yaml"
+OPENAPI_YAML = Path(__file__).resolve().parents[4] / "openapi.yaml"
 
 
 def test_committed_openapi_yaml_matches_the_app() -> None:

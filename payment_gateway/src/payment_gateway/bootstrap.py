@@ -1,0 +1,122 @@
+"""The one place where settings become a wired gateway: for the app, the CLI and jobs alike.
+
+`build_services(settings)` opens the database (migrating it when AUTO_MIGRATE is on), checks
+that the secrets are the ones the data was written under, and wires the use cases to the SQL
+storage and the HTTP bank. Tests pass their own bank (`bank=`) and keep everything else real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from payment_gateway.bank.http import HttpBankAdapter
+from payment_gateway.config import Settings
+from payment_gateway.service.group_commit import GroupCommitRecorder
+from payment_gateway.service.merchants import MerchantService
+from payment_gateway.service.payments import PaymentPolicy, PaymentService
+from payment_gateway.service.ports import BankAdapter
+from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
+from payment_gateway.service.recording import TransactionalRecorder
+from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.key_checks import verify_key_checks
+from payment_gateway.storage.migrate import migrate
+from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
+from payment_gateway.storage.vault import CardVault
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the entry points use, built once per process."""
+
+    settings: Settings
+    uow: SqlUnitOfWorkFactory
+    vault: CardVault
+    payments: PaymentService
+    merchants: MerchantService
+    reconciler: Reconciler
+    recorder: GroupCommitRecorder
+    _http_bank: HttpBankAdapter | None = field(default=None, repr=False)
+
+    async def aclose(self) -> None:
+        await self.recorder.aclose()  # the batch being written: its requests wait for it
+        if self._http_bank is not None:
+            await self._http_bank.aclose()
+        await self.uow.dispose()
+
+
+def payment_policy(settings: Settings) -> PaymentPolicy:
+    return PaymentPolicy(
+        idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        in_flight=timedelta(seconds=settings.in_flight_seconds),
+        first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
+        max_send_delay=timedelta(seconds=settings.max_send_delay_seconds),
+    )
+
+
+def reconcile_policy(settings: Settings) -> ReconcilePolicy:
+    return ReconcilePolicy(
+        interval_seconds=settings.reconcile_interval_seconds,
+        batch_size=settings.reconcile_batch_size,
+        not_found_grace=timedelta(seconds=settings.not_found_grace_seconds),
+        lease_seconds=settings.reconcile_lease_seconds,
+        max_backoff_seconds=settings.reconcile_max_backoff_seconds,
+        idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+    )
+
+
+async def build_services(
+    settings: Settings, bank: BankAdapter | None = None, *, pool_size: int | None = None
+) -> Services:
+    engine = create_engine(
+        settings.effective_database_url, pool_size=pool_size or settings.database_pool_size
+    )
+    uow = SqlUnitOfWorkFactory(engine)
+    try:
+        if settings.auto_migrate:
+            await migrate(engine)
+        vault = CardVault(settings.encryption_keys)
+        await verify_key_checks(engine, vault, settings.idempotency_key_bytes)
+    except BaseException:
+        await uow.dispose()
+        raise
+    http_bank = None
+    if bank is None:
+        bank = http_bank = HttpBankAdapter(
+            settings.bank_url,
+            settings.bank_timeout_seconds,
+            max_connections=settings.bank_max_connections,
+        )
+    recorder = GroupCommitRecorder(TransactionalRecorder(uow))
+    payments = PaymentService(
+        uow,
+        bank,
+        vault,
+        settings.idempotency_key_bytes,
+        payment_policy(settings),
+        recorder=recorder,
+    )
+    return Services(
+        settings=settings,
+        uow=uow,
+        vault=vault,
+        payments=payments,
+        merchants=MerchantService(uow, cache_seconds=settings.merchant_cache_seconds),
+        reconciler=Reconciler(uow, recorder, bank, reconcile_policy(settings)),
+        recorder=recorder,
+        _http_bank=http_bank,
+    )
+
+
+@contextlib.asynccontextmanager
+async def services_for(
+    settings: Settings, bank: BankAdapter | None = None, *, pool_size: int | None = None
+) -> AsyncIterator[Services]:
+    """`build_services` for the length of a block, closed afterwards (CLI commands, jobs)."""
+    services = await build_services(settings, bank, pool_size=pool_size)
+    try:
+        yield services
+    finally:
+        await services.aclose()
