@@ -20,8 +20,11 @@ COMMONEST_MESSAGES = 6
 MESSAGE_LENGTH = 200
 
 
-def scan_log(path: Path) -> LogSummary:
-    """Count warning/error lines and tracebacks in a service log, with the commonest messages."""
+def scan_log(path: Path, *, root: Path = REPO) -> LogSummary:
+    """Count warning/error lines and tracebacks in a service log, with the commonest messages.
+
+    The summary names the log by its path relative to ``root``.
+    """
     warnings = errors = tracebacks = 0
     messages: dict[str, int] = {}
     for line in path.read_text(errors="replace").splitlines():
@@ -40,7 +43,7 @@ def scan_log(path: Path) -> LogSummary:
         messages[message] = messages.get(message, 0) + 1
     top = sorted(messages.items(), key=lambda item: -item[1])[:COMMONEST_MESSAGES]
     return LogSummary(
-        file=str(path.relative_to(REPO)),
+        file=str(path.relative_to(root)),
         warning=warnings,
         error=errors,
         traceback=tracebacks,

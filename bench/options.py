@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> Options:
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
     )
     args = parser.parse_args(argv)
-    duration: int = args.duration or (3 if args.quick else 15)
+    # "is not None": an explicit 0 is refused below, not taken for the default.
+    duration: int = args.duration if args.duration is not None else (3 if args.quick else 15)
     warmup: int = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     soak: int = args.soak if args.soak is not None else (120 if args.full else 0)
     if duration < 1 or warmup < 0 or soak < 0 or args.gateway_workers < 1 or args.threads < 1:
