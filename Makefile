@@ -52,8 +52,8 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 openapi: $(STAMP) ## Regenerate openapi.yaml from the gateway app
 	$(BIN)/python tools/export_openapi.py > openapi.yaml
 
-bench: $(STAMP) ## Benchmark the full stack (see bench/README.md)
-	$(BIN)/python bench/run.py
+bench: $(STAMP) ## Benchmark the full stack; flags via ARGS, e.g. make bench ARGS=--quick (see bench/README.md)
+	$(BIN)/python -m bench $(ARGS)
 
 clean: ## Remove the venv, caches and local data
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

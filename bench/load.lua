@@ -1,4 +1,4 @@
--- wrk load script for bench/run.py.
+-- wrk load script for the benchmark (python -m bench).
 --
 --   wrk -t2 -c64 -d15s --latency -s bench/load.lua URL -- <run_id> <mode>
 --
@@ -9,7 +9,7 @@
 --
 -- Every request is unique: "<run_id>-<thread>-<counter>". Each thread counts the requests it
 -- built and the answers per status code; done() sums the threads and prints one line
--- "WRK_JSON {...}" that run.py parses (latencies in microseconds).
+-- "WRK_JSON {...}" that bench/wrk.py parses (latencies in microseconds).
 
 local threads = {}
 local thread_count = 0

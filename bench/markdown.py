@@ -1,0 +1,213 @@
+"""The report as Markdown (``results/*.md``, and what the benchmark prints at the end)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.results import Integrity, MemoryRow, Ratios, Report, RunResult, Verdict
+
+BACKGROUND_NOTE_PCT = 5  # note runs where other processes used more of the CPU
+OTHER_CLIENTS_NOTE_SHARE = 0.05  # note runs where other database clients sent more statements
+
+VERDICT_EXPLANATIONS: dict[Verdict, str] = {
+    "exact": "(rows = 2xx answers + the requests cut off in flight).",
+    "ok": "(every 2xx answer is a row; some requests cut off in flight never "
+    "reached the database).",
+    "LOST": "(fewer rows than 2xx answers: payments were lost!).",
+    "EXTRA": "(more rows than requests sent: duplicate payments!).",
+}
+
+
+def render_markdown(report: Report) -> str:
+    lines = [
+        *_header(report),
+        *_gateway_table(report.runs),
+        *_limits_table(report.limits),
+        *_ratios(report.ratios),
+        *_integrity(report.integrity),
+        *_memory_table(report),
+        "",
+        "### Targets (issue 5)",
+        "",
+        "| target | value | met |",
+        "| --- | --- | --- |",
+        *(f"| {t.target} | {t.value} | {'yes' if t.met else '**no**'} |" for t in report.targets),
+    ]
+    notes = report_notes(report)
+    if notes:
+        lines += ["", "### Notes", "", *[f"- {note}" for note in notes]]
+    lines += ["", f"Total benchmark time: {report.elapsed_s:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def _header(report: Report) -> list[str]:
+    m = report.machine
+    o = report.options
+    return [
+        "## Benchmark results" + (" (quick smoke run: not representative)" if report.quick else ""),
+        "",
+        f"{report.date} · {m.cpu} · {m.cores} cores · {m.ram_gib} GiB RAM · "
+        f"{m.os}, kernel {m.kernel} · Python {m.python} · MariaDB {m.mariadb} · "
+        f"{m.wrk} · git {m.git}",
+        "",
+        f"Everything on one machine over loopback: gateway ({o.gateway_workers} uvicorn "
+        "workers, uvloop, httptools), bank simulator (1 worker), MariaDB and wrk "
+        f"(`-t{o.threads}`, {o.duration} s per run after a {o.warmup} s warm-up).",
+    ]
+
+
+def _gateway_table(runs: Sequence[RunResult]) -> list[str]:
+    lines = [
+        "",
+        "### Gateway",
+        "",
+        "| run | conc. | payments/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. "
+        "| gateway CPU ms/payment | bank CPU ms/payment | MariaDB CPU ms/payment "
+        "| DB round trips/payment | peak RSS workers MiB | peak RSS bank MiB "
+        "| background CPU |",
+        "| --- |" + " ---: |" * 14,
+    ]
+    for r in runs:
+        lat = r.latency_ms
+        trips = r.db_round_trips_per_payment
+        cpu = r.cpu_ms_per_request
+        lines.append(
+            f"| {r.name} | {r.connections} | {r.per_second:,.0f} | {lat.p50:.1f} "
+            f"| {lat.p90:.1f} | {lat.p99:.1f} | {r.non_2xx} | {r.total_socket_errors} "
+            f"| {cpu.get('gateway', 0):.2f} | {cpu.get('bank', 0):.2f} "
+            f"| {cpu.get('mariadb', 0):.2f} | {'-' if trips is None else f'{trips:.2f}'} "
+            f"| {_peaks(r, 'gateway worker')} | {_peaks(r, 'bank')} "
+            f"| {r.background_cpu_pct:.0f} % |"
+        )
+    return lines
+
+
+def _limits_table(limits: Sequence[RunResult]) -> list[str]:
+    lines = [
+        "",
+        "### Reference limit on this machine (same uvicorn settings, same wrk, c64)",
+        "",
+        "| target | requests/s | p50 ms | p99 ms | non-2xx | socket err. | CPU ms/request "
+        "| peak RSS MiB | background CPU |",
+        "| --- |" + " ---: |" * 8,
+    ]
+    for r in limits:
+        lat = r.latency_ms
+        lines.append(
+            f"| {r.name} | {r.per_second:,.0f} | {lat.p50:.1f} | {lat.p99:.1f} "
+            f"| {r.non_2xx} | {r.total_socket_errors} "
+            f"| {r.cpu_ms_per_request.get(r.target, 0):.2f} "
+            f"| {_peaks(r, r.target)} | {r.background_cpu_pct:.0f} % |"
+        )
+    return lines
+
+
+def _ratios(ratios: Ratios) -> list[str]:
+    lines = [""]
+    if ratios.gateway_over_bare is not None:
+        lines.append(
+            f"Gateway c64 / bare endpoint: **{ratios.gateway_over_bare:.3f}** "
+            f"(1/{1 / ratios.gateway_over_bare:.1f})  "
+        )
+    if ratios.gateway_over_bank is not None:
+        lines.append(
+            f"Gateway c64 / bank simulator alone: **{ratios.gateway_over_bank:.3f}** "
+            f"(1/{1 / ratios.gateway_over_bank:.1f})"
+        )
+    return lines
+
+
+def _integrity(i: Integrity) -> list[str]:
+    return [
+        "",
+        "### Nothing lost",
+        "",
+        f"Payment rows in the database: **{i.payment_rows:,}**; 2xx answers counted by wrk "
+        f"(warm-up included): **{i.answered_2xx:,}**; requests still in flight when wrk "
+        f"stopped: {i.unanswered:,}; non-2xx answers: {i.answered_non_2xx:,}. "
+        f"Verdict: **{i.verdict}** " + VERDICT_EXPLANATIONS[i.verdict],
+        "",
+        "Statuses after settling: "
+        + ", ".join(f"{status} {count:,}" for status, count in sorted(i.statuses.items()))
+        + ("" if i.settled else " — **some payments were still open after 60 s**"),
+    ]
+
+
+def _memory_table(report: Report) -> list[str]:
+    return [
+        "",
+        "### Memory (VmRSS, MiB)",
+        "",
+        (
+            f"{report.options.soak} s soak at c64, after the other runs have warmed every "
+            "process up; growth is the end of the soak against its start."
+            if report.memory_kind == "soak"
+            else "No soak run (use `--full` or `--soak 120`): end of the last gateway run "
+            "against the RSS after the warm-up."
+        ),
+        "",
+        "| process | after warm-up | start | end | peak | VmHWM | growth | flag |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *(_memory_line(row) for row in report.memory),
+    ]
+
+
+def _memory_line(row: MemoryRow) -> str:
+    return (
+        f"| {row.process} | {_mib(row.after_warmup_mib)} | {_mib(row.start_mib)} "
+        f"| {_mib(row.end_mib)} | {_mib(row.peak_mib)} | {_mib(row.hwm_mib)} "
+        f"| {row.growth_pct:+.1f} % | {row.flag} |"
+    )
+
+
+def _mib(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def _peaks(run: RunResult, service: str) -> str:
+    """Peak RSS of the service's serving processes (not its master or helpers), in order."""
+    values = [
+        mib
+        for label, mib in run.rss_peak_mib.items()
+        if label.startswith(service)
+        and not any(word in label for word in ("master", "helper", "tracker"))
+    ]
+    return " / ".join(_mib(v) for v in values) if values else "-"
+
+
+def report_notes(report: Report) -> list[str]:
+    """What a reader must know to trust the numbers: log errors, noisy neighbours, restarts."""
+    notes = []
+    for entry in report.logs:
+        if not (entry.error or entry.traceback or entry.warning):
+            continue
+        common = "; ".join(f"{m.count}x `{m.message}`" for m in entry.messages)
+        notes.append(
+            f"`{entry.file}`: {entry.error} error, {entry.warning} warning line(s), "
+            f"{entry.traceback} traceback(s). Commonest: {common}"
+        )
+    for r in (*report.runs, *report.limits):
+        notes += _run_notes(r)
+    return notes
+
+
+def _run_notes(r: RunResult) -> list[str]:
+    notes = []
+    other = r.db_other_clients_statements
+    if other and r.db_statements and other > OTHER_CLIENTS_NOTE_SHARE * r.db_statements:
+        notes.append(
+            f"'{r.name}': other clients sent {other:,} statements to the shared MariaDB "
+            "server during the run (not counted as gateway round trips)"
+        )
+    if r.background_cpu_pct > BACKGROUND_NOTE_PCT:
+        notes.append(
+            f"'{r.name}': processes outside the benchmark used "
+            f"{r.background_cpu_pct:.0f} % of the machine's CPU during the run: "
+            "the numbers are lower than on a quiet machine"
+        )
+    if r.worker_restarts:
+        notes.append(f"'{r.name}': a worker was restarted during the run")
+    codes = {c: n for c, n in r.statuses.items() if not c.startswith("2")}
+    if codes:
+        notes.append(f"'{r.name}': non-2xx answers by status: {codes}")
+    return notes

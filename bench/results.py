@@ -1,0 +1,175 @@
+"""The benchmark report as typed records, and its JSON form (``results/*.json``).
+
+The JSON layout is the one every stored result has: the field names and their order here are
+the keys and their order in the files, so old results load and new ones read the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from bench.options import Options
+
+ServiceName = Literal["gateway", "bank", "bare"]
+LoadMode = Literal["payments", "mixed", "deposit"]  # the modes of load.lua
+CountMethod = Literal["user_statistics", "global_questions"]
+Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
+MemoryKind = Literal["soak", "runs"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """wrk's latency distribution of one run, in milliseconds."""
+
+    p50: float
+    p75: float
+    p90: float
+    p99: float
+    p99_9: Annotated[float, Field(alias="p99.9")]
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    name: str
+    target: ServiceName
+    mode: LoadMode
+    connections: int
+    duration_s: float
+    sent: int
+    responses: int
+    ok_2xx: int
+    non_2xx: int
+    unanswered: int
+    statuses: Mapping[str, int]  # answers per HTTP status code
+    socket_errors: Mapping[str, int]  # connect/read/write/timeout
+    per_second: float  # 2xx answers per second (payments/s for the gateway)
+    latency_ms: Latency
+    # Payment rows the run created: the 2xx answers plus the requests wrk cut off at the end
+    # that the gateway still completed. The denominator of the per-payment costs below.
+    payments_created: int | None
+    cpu_ms_per_request: Mapping[str, float]  # per service, "mariadb" and "wrk"
+    machine_busy_pct: float  # all cores busy = 100
+    background_cpu_pct: float  # share of all cores used by processes outside the benchmark
+    db_statements: int | None
+    db_round_trips_per_payment: float | None
+    db_other_clients_statements: int | None
+    db_count_method: CountMethod | None
+    rss_peak_mib: Mapping[str, float]  # per process label
+    worker_restarts: bool
+
+    @property
+    def total_socket_errors(self) -> int:
+        return sum(self.socket_errors.values())
+
+
+@dataclass(frozen=True)
+class Integrity:
+    payment_rows: int
+    answered_2xx: int
+    answered_non_2xx: int
+    unanswered: int  # sent but not answered (in flight when wrk stopped): may or may not be rows
+    statuses: Mapping[str, int]  # payment statuses in the database after settling
+    settled: bool  # no payment left in init/processing
+    verdict: Verdict
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in ("exact", "ok")
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    process: str
+    after_warmup_mib: float
+    start_mib: float  # at the start of the soak (or of the first measured run)
+    end_mib: float
+    peak_mib: float
+    hwm_mib: float  # VmHWM: the kernel's high-water mark over the process's life
+    growth_pct: float  # end vs. after warm-up
+    flag: str
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    target: str  # what is required, e.g. "p99 at c64 < 150 ms"
+    value: str  # what was measured, formatted
+    met: bool
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    message: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """Warning/error lines and tracebacks in one service log, with the commonest messages."""
+
+    file: str  # relative to the repository
+    warning: int
+    error: int
+    traceback: int
+    messages: tuple[LogMessage, ...]
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cores: int
+    ram_gib: float
+    kernel: str
+    os: str
+    python: str
+    mariadb: str
+    wrk: str
+    git: str  # short revision, "+ uncommitted changes" when the services' code was dirty
+
+
+@dataclass(frozen=True)
+class Ratios:
+    gateway_over_bare: float | None
+    gateway_over_bank: float | None
+
+
+@dataclass(frozen=True)
+class Report:
+    date: str  # ISO 8601, UTC, seconds
+    elapsed_s: float
+    quick: bool
+    options: Options
+    machine: Machine
+    environment: Mapping[str, str]  # the gateway's, with the database password redacted
+    runs: tuple[RunResult, ...]  # against the gateway
+    limits: tuple[RunResult, ...]  # the reference limit: bank alone, bare endpoint
+    ratios: Ratios
+    integrity: Integrity
+    memory_kind: MemoryKind  # the memory table covers the soak, or the gateway runs
+    memory: tuple[MemoryRow, ...]
+    targets: tuple[TargetCheck, ...]
+    logs: tuple[LogSummary, ...]
+
+
+_REPORT = TypeAdapter(Report)
+
+
+def report_from_json(text: str) -> Report:
+    return _REPORT.validate_json(text)
+
+
+def report_to_json(report: Report) -> str:
+    """The report as the bench writes it: indented, keys in field order, newline-terminated."""
+    data = _REPORT.dump_python(report, mode="json", by_alias=True)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def load_report(path: Path) -> Report:
+    return report_from_json(path.read_text())

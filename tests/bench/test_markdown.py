@@ -1,0 +1,87 @@
+"""The Markdown report: stored results render exactly as the benchmark wrote them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bench.markdown import render_markdown
+from bench.results import Report, load_report
+from tests.bench.stored_results import NO_SOAK_RESULT, STORED_JSON
+
+
+@pytest.mark.parametrize("path", STORED_JSON, ids=lambda path: path.name)
+def test_a_stored_result_renders_as_its_stored_markdown(path: Path) -> None:
+    assert render_markdown(load_report(path)) == path.with_suffix(".md").read_text()
+
+
+def test_the_headline_lines_of_the_soak_run(soak_report: Report) -> None:
+    lines = render_markdown(soak_report).splitlines()
+
+    assert lines[0] == "## Benchmark results"
+    assert lines[2].startswith("2026-11-25T22:28:58+00:00 · AMD EPYC · 2 cores")
+    assert lines[2].endswith("· git 9003871")
+    assert (
+        "| gateway 4242 c64 | 64 | 1,606 | 38.1 | 56.4 | 74.9 | 0 | 0 | 0.81 | 0.19 | 0.15 "
+        "| 1.45 | 112 / 112 | 65 | 1 % |"
+    ) in lines
+    assert "Gateway c64 / bare endpoint: **0.139** (1/7.2)  " in lines
+    assert "| stretch: payments/s at c64 >= 1,750 | 1,606 | **no** |" in lines
+    assert "120 s soak at c64, after the other runs have warmed every process up; " in (
+        "\n".join(lines)
+    )
+
+
+def test_a_run_without_soak_says_so() -> None:
+    markdown = render_markdown(load_report(NO_SOAK_RESULT))
+
+    assert "No soak run (use `--full` or `--soak 120`)" in markdown
+    assert "over the soak" not in markdown
+
+
+def test_a_quick_run_is_marked_not_representative(soak_report: Report) -> None:
+    quick = dataclasses.replace(soak_report, quick=True)
+
+    assert render_markdown(quick).startswith(
+        "## Benchmark results (quick smoke run: not representative)\n"
+    )
+
+
+def test_lost_payments_and_open_payments_are_called_out(soak_report: Report) -> None:
+    integrity = dataclasses.replace(soak_report.integrity, verdict="LOST", settled=False)
+
+    markdown = render_markdown(dataclasses.replace(soak_report, integrity=integrity))
+
+    assert "Verdict: **LOST** (fewer rows than 2xx answers: payments were lost!)." in markdown
+    assert "succeeded 245,860 — **some payments were still open after 60 s**" in markdown
+
+
+def test_a_noisy_run_gets_notes(soak_report: Report) -> None:
+    noisy = dataclasses.replace(
+        soak_report.runs[0],
+        background_cpu_pct=37.4,
+        worker_restarts=True,
+        statuses={"201": 100, "503": 7},
+        db_other_clients_statements=9000,
+        db_statements=41299,
+    )
+    report = dataclasses.replace(soak_report, runs=(noisy, *soak_report.runs[1:]))
+
+    markdown = render_markdown(report)
+
+    assert (
+        "- 'gateway 4242 c16': processes outside the benchmark used 37 % of the machine's CPU "
+        "during the run: the numbers are lower than on a quiet machine"
+    ) in markdown
+    assert "- 'gateway 4242 c16': a worker was restarted during the run" in markdown
+    assert "- 'gateway 4242 c16': non-2xx answers by status: {'503': 7}" in markdown
+    assert "- 'gateway 4242 c16': other clients sent 9,000 statements" in markdown
+
+
+def test_a_quiet_run_has_no_run_notes(soak_report: Report) -> None:
+    markdown = render_markdown(soak_report)
+
+    assert "'gateway 4242 c16':" not in markdown
+    assert "### Notes" in markdown  # the gateway log's warnings are still noted

@@ -1,0 +1,98 @@
+"""The report built from measurements: targets, ratios and the files it is written to."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bench.report import build_report, check_targets, write_results
+from bench.results import Report, load_report
+from tests.bench.stored_results import STORED_JSON
+
+
+def rebuild(report: Report) -> Report:
+    return build_report(
+        report.options,
+        report.machine,
+        report.runs,
+        report.limits,
+        report.integrity,
+        report.memory,
+        report.memory_kind,
+        report.logs,
+        report.environment,
+        datetime.fromisoformat(report.date),
+        report.elapsed_s,
+    )
+
+
+@pytest.mark.parametrize("path", STORED_JSON, ids=lambda path: path.name)
+def test_the_measurements_of_a_stored_result_give_its_targets_and_ratios(path: Path) -> None:
+    stored = load_report(path)
+
+    assert rebuild(stored) == stored
+
+
+def test_a_slow_gateway_misses_the_throughput_and_latency_targets(soak_report: Report) -> None:
+    headline = soak_report.runs[1]
+    slow = dataclasses.replace(
+        headline,
+        per_second=900.0,
+        latency_ms=dataclasses.replace(headline.latency_ms, p99=151.0),
+    )
+    runs = (soak_report.runs[0], slow, *soak_report.runs[2:])
+
+    targets = check_targets(
+        runs,
+        soak_report.limits,
+        soak_report.integrity,
+        soak_report.memory,
+        soak_report.memory_kind,
+    )
+
+    missed = {t.target: t.value for t in targets if not t.met}
+    assert missed["payments/s at c64 >= 1,000"] == "900"
+    assert missed["p99 at c64 < 150 ms"] == "151.0 ms"
+
+
+def test_memory_growth_over_the_soak_is_a_target(soak_report: Report) -> None:
+    grown = dataclasses.replace(soak_report.memory[4], growth_pct=12.5)
+    memory = (*soak_report.memory[:4], grown)
+
+    targets = check_targets(
+        soak_report.runs, soak_report.limits, soak_report.integrity, memory, "soak"
+    )
+    without_soak = check_targets(
+        soak_report.runs, soak_report.limits, soak_report.integrity, memory, "runs"
+    )
+
+    growth = next(t for t in targets if t.target.startswith("RSS growth"))
+    assert (growth.value, growth.met) == ("+12.5 % (bank)", False)
+    assert not any(t.target.startswith("RSS growth") for t in without_soak)
+
+
+def test_a_full_run_replaces_latest_and_keeps_a_timestamped_copy(
+    soak_report: Report, tmp_path: Path
+) -> None:
+    written = write_results(soak_report, "# markdown\n", tmp_path)
+
+    assert sorted(p.name for p in written) == [
+        "20261125T222858Z.json",
+        "20261125T222858Z.md",
+        "latest.json",
+        "latest.md",
+    ]
+    assert load_report(tmp_path / "20261125T222858Z.json") == soak_report
+    assert (tmp_path / "latest.md").read_text() == "# markdown\n"
+
+
+def test_a_quick_run_only_replaces_latest_quick(soak_report: Report, tmp_path: Path) -> None:
+    quick = dataclasses.replace(soak_report, quick=True)
+
+    written = write_results(quick, "# quick\n", tmp_path)
+
+    assert sorted(p.name for p in written) == ["latest-quick.json", "latest-quick.md"]
+    assert load_report(tmp_path / "latest-quick.json") == quick
