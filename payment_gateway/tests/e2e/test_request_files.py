@@ -29,21 +29,17 @@ REQUEST_LINE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S", re.MU
 @dataclass(frozen=True)
 class RequestFile:
     name: str
-    variable: str  # the base URL's variable in the file
-    service: str  # the Stack attribute serving it
+    service: str  # the Stack attribute serving it, and the file's variable for its base URL
 
 
-REQUEST_FILES = [
-    RequestFile("payment.http", "gateway", "gateway"),
-    RequestFile("deposit.http", "bank", "bank"),
-]
+REQUEST_FILES = [RequestFile("payment.http", "gateway"), RequestFile("deposit.http", "bank")]
 
 
 @pytest.fixture(scope="module")
 def httpyac() -> Path:
     """The pinned httpyac that `make install` puts under tools/httpyac (`npm ci`)."""
     if shutil.which("node") is None:
-        reason = "Node.js is missing: install it (e.g. `apt-get install nodejs npm`), then `make install`"
+        reason = "Node.js is missing: `apt-get install nodejs npm`, then `make install`"
     elif not HTTPYAC.exists():
         reason = f"httpyac is not installed at {HTTPYAC}: run `make install` (needs npm)"
     else:
@@ -53,11 +49,13 @@ def httpyac() -> Path:
     pytest.skip(reason)
 
 
-def run_request_file(httpyac: Path, request_file: str, base_url: tuple[str, str]) -> dict[str, Any]:
+def run_request_file(httpyac: Path, request_file: RequestFile, url: str) -> dict[str, Any]:
     """Every request of the file, in order; httpyac's JSON report of them."""
-    variable, url = base_url
     completed = subprocess.run(
-        [str(httpyac), "send", request_file, "--all", "--json", "--var", f"{variable}={url}"],
+        [
+            *(str(httpyac), "send", request_file.name, "--all", "--json"),
+            *("--var", f"{request_file.service}={url}"),  # no environment: only this URL
+        ],
         cwd=REPO,  # httpyac only takes files under its working directory
         capture_output=True,
         text=True,
@@ -118,11 +116,12 @@ class Run:
 
 
 @pytest.fixture(scope="module", params=REQUEST_FILES, ids=lambda file: file.name)
-def run(request: pytest.FixtureRequest, stack: Stack, httpyac: Path) -> Run:
-    """One run of the whole file against its freshly started service."""
+def run(request: pytest.FixtureRequest, httpyac: Path, stack: Stack) -> Run:
+    """One run of the whole file against its freshly started service (httpyac first: no
+    services are started only to skip)."""
     request_file: RequestFile = request.param
     service_url = getattr(stack, request_file.service).url
-    report = run_request_file(httpyac, request_file.name, (request_file.variable, service_url))
+    report = run_request_file(httpyac, request_file, service_url)
     return Run(request_file, service_url, report)
 
 
