@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 # Use the uv on PATH if there is one, else a private copy installed from PyPI.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 STAMP := $(VENV)/.synced
+# httpyac, pinned by its package-lock.json, runs payment.http and deposit.http in the e2e tests.
+HTTPYAC_DIR := tools/httpyac
+HTTPYAC := $(HTTPYAC_DIR)/node_modules/.package-lock.json
 
 GATEWAY_PORT ?= 8080
 BANK_PORT ?= 8081
@@ -26,7 +29,15 @@ $(STAMP): uv.lock pyproject.toml payment_gateway/pyproject.toml bank_simulator/p
 	$(UV) sync --frozen --all-packages
 	@touch $(STAMP)
 
-install: $(STAMP) ## Build .venv: both services (editable) and the dev tools, as locked
+# Without npm the request-file tests skip and say why (under CI=true they fail instead).
+$(HTTPYAC): $(HTTPYAC_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(HTTPYAC_DIR) --ignore-scripts --no-audit --no-fund; \
+	else \
+	  echo "npm not found: httpyac not installed, the request-file tests will skip"; \
+	fi
+
+install: $(STAMP) $(HTTPYAC) ## Build .venv (both services, editable, and the dev tools) and tools/httpyac, as locked
 
 run: $(STAMP) ## Run the bank simulator (:8081) and the gateway (:8080) on embedded SQLite
 	@echo "gateway http://127.0.0.1:$(GATEWAY_PORT)/docs  bank http://127.0.0.1:$(BANK_PORT)  (Ctrl-C stops both)"
@@ -34,7 +45,7 @@ run: $(STAMP) ## Run the bank simulator (:8081) and the gateway (:8080) on embed
 	$(BIN)/uvicorn bank_simulator.main:app --port $(BANK_PORT) --no-access-log & \
 	BANK_URL=http://127.0.0.1:$(BANK_PORT) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT)
 
-test: $(STAMP) ## All tests: unit, integration (SQLite + MariaDB), e2e, deployment files, fuzzing
+test: $(STAMP) $(HTTPYAC) ## All tests: unit, integration (SQLite + MariaDB), e2e, deployment files, fuzzing
 	$(BIN)/pytest
 
 test-fast: $(STAMP) ## Unit tests only
@@ -56,4 +67,4 @@ bench: $(STAMP) ## Benchmark the full stack; flags via ARGS, e.g. make bench ARG
 	$(BIN)/python -m bench $(ARGS)
 
 clean: ## Remove the venv, caches and local data
-	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools $(HTTPYAC_DIR)/node_modules var .pytest_cache .mypy_cache .ruff_cache .hypothesis
