@@ -186,6 +186,11 @@ def parse_dockerfile(path: Path) -> list[Stage]:
 
 
 @pytest.fixture(scope="session")
+def dockerfile_parser() -> Callable[[Path], list[Stage]]:
+    return parse_dockerfile
+
+
+@pytest.fixture(scope="session")
 def dockerfiles() -> dict[str, list[Stage]]:
     """service directory name -> parsed stages of its Dockerfile."""
     return {service: parse_dockerfile(REPO_ROOT / service / "Dockerfile") for service in SERVICES}
