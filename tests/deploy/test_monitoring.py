@@ -122,18 +122,14 @@ def _selected(expr: str) -> tuple[set[str], dict[str, set[str]]]:
     def visit(node: Any) -> None:
         if isinstance(node, promql_parser.VectorSelector) and node.name:
             names.add(node.name)
-        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
-            if node.modifier.type == promql_parser.AggModifierType.By:
-                labels = set(node.modifier.labels)
-                inner: set[str] = set()
-                promql_parser.walk(
-                    node.expr,
-                    lambda n: inner.add(n.name)
-                    if isinstance(n, promql_parser.VectorSelector)
-                    else None,
-                )
-                for name in inner:
-                    grouping.setdefault(name, set()).update(labels)
+        if (
+            isinstance(node, promql_parser.AggregateExpr)
+            and node.modifier is not None
+            and node.modifier.type == promql_parser.AggModifierType.By
+        ):
+            inner, _ = _selected(str(node.expr))
+            for name in inner:
+                grouping.setdefault(name, set()).update(node.modifier.labels)
 
     promql_parser.walk(promql_parser.parse(expr), visit)
     return names, grouping
@@ -221,4 +217,5 @@ def test_panels_use_the_provisioned_datasource() -> None:
         for panel in _panels(json.loads(path.read_text(encoding="utf-8"))):
             refs = [panel.get("datasource")] + [t.get("datasource") for t in panel["targets"]]
             for ref in refs:
-                assert ref is not None and ref["uid"] in uids, f"{path.name}: {panel['title']}"
+                assert ref is not None, f"{path.name}: {panel['title']}"
+                assert ref["uid"] in uids, f"{path.name}: {panel['title']}"
