@@ -50,8 +50,14 @@ class Facts:
             "LOG_FORMAT",
             # Not in the list, but a setting: replicas x pool must fit max_connections.
             "DATABASE_POOL_SIZE",
+            # Rate-limit counters (Redis) and the separate Prometheus port.
+            "REDIS_URL",
+            "METRICS_PORT",
         }
     )
+    # The port the gateway serves Prometheus /metrics on (METRICS_PORT's default), never 8080.
+    gateway_metrics_port: int = 9464
+    redis_port: int = 6379
     # Read by uvicorn itself, not by the application.
     uvicorn_settings: frozenset[str] = frozenset({"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"})
     bank_settings: frozenset[str] = frozenset(
@@ -183,6 +189,11 @@ def parse_dockerfile(path: Path) -> list[Stage]:
         assert stages, f"{path}: {keyword} before the first FROM"
         stages[-1].instructions.append(Instruction(keyword, args))
     return stages
+
+
+@pytest.fixture(scope="session")
+def dockerfile_parser() -> Callable[[Path], list[Stage]]:
+    return parse_dockerfile
 
 
 @pytest.fixture(scope="session")

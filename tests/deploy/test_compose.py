@@ -271,3 +271,175 @@ def test_real_env_file_is_ignored_by_git() -> None:
     # (test_dockerfiles.py checks that .dockerignore keeps it out of the build context.)
     gitignore = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").split()
     assert ".env" in gitignore
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _memory_bytes(value: str | int) -> int:
+    """A compose byte value (`512M`, `1G`, `1024`) in bytes."""
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", str(value).strip().lower())
+    assert match, f"not a byte value: {value!r}"
+    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+
+
+@pytest.mark.parametrize(
+    "name", ["mysql", "migrate", "gateway", "bank", "redis", "prometheus", "grafana"]
+)
+def test_every_service_is_hardened(services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
+    assert service.get("read_only") is True, "read-only root filesystem"
+    assert service.get("cap_drop") == ["ALL"]
+    assert "no-new-privileges:true" in service.get("security_opt", [])
+    assert not service.get("cap_add")
+    assert not service.get("privileged")
+    limits = service["deploy"]["resources"]["limits"]
+    assert 0 < float(limits["cpus"]) <= 2
+    assert 0 < _memory_bytes(limits["memory"]) <= 2 * 1024**3
+    # A read-only container still needs somewhere for temporary files.
+    writable = {str(t).split(":")[0] for t in service.get("tmpfs", [])}
+    writable |= {str(v).split(":")[1] for v in service.get("volumes", []) if ":" in str(v)}
+    assert "/tmp" in writable or name == "redis", f"{name}: no writable /tmp"  # noqa: S108
+    # Built images set their non-root USER; third-party images are told theirs here.
+    if "build" not in service:
+        uid = str(service["user"]).split(":")[0]
+        assert uid.isdigit()
+        assert int(uid) != 0
+
+
+def test_hardening_check_rejects_a_writable_container(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Guards the test above: it fails on a service that lacks one of the settings."""
+    softened = {**services["bank"], "read_only": False}
+    with pytest.raises(AssertionError):
+        test_every_service_is_hardened({"bank": softened}, "bank")
+
+
+def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        reference, _, digest = image.partition("@")
+        tag = reference.rpartition(":")[2] if ":" in reference else ""
+        assert re.search(r"\d", tag), f"{name}: pin a version tag, not {image!r}"
+        assert tag != "latest"
+        if digest:
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), name
+    # The Docker Official Images are pinned by digest as well.
+    for name in ("mysql", "redis"):
+        assert "@sha256:" in services[name]["image"], name
+
+
+def test_only_the_api_and_grafana_are_published_and_only_on_loopback(
+    services: dict[str, dict[str, Any]], facts: Any
+) -> None:
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert set(published) == {"gateway", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not loopback-only"
+    gateway_ports = [str(p).rsplit(":", 1)[-1] for p in published["gateway"]]
+    assert gateway_ports == [str(facts.gateway_port)], "metrics must not be published"
+
+
+def test_gateway_metrics_port_is_internal(
+    services: dict[str, dict[str, Any]], env_example: dict[str, str], facts: Any
+) -> None:
+    gateway = services["gateway"]
+    assert str(facts.gateway_metrics_port) in [str(p) for p in gateway["expose"]]
+    env = _effective_env(gateway, env_example)
+    assert env["METRICS_PORT"] == str(facts.gateway_metrics_port)
+
+
+def test_backend_network_is_internal_and_unpublished_services_use_only_it(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    networks = compose["networks"]
+    assert networks["backend"]["internal"] is True
+    for name, service in services.items():
+        attached = set(service["networks"])
+        assert "backend" in attached, name
+        if not service.get("ports"):
+            assert attached == {"backend"}, f"{name} needs no route off the host"
+        for network in attached:
+            assert network in networks, f"{name}: unknown network {network}"
+
+
+# --------------------------------------------------------------------------- redis, monitoring
+
+
+def test_redis_serves_the_gateway_and_keeps_nothing_on_disk(
+    services: dict[str, dict[str, Any]], env_example: dict[str, str], facts: Any
+) -> None:
+    redis = services["redis"]
+    repository, _, tag = redis["image"].partition("@")[0].partition(":")
+    assert repository in {"redis", "docker.io/library/redis"}
+    assert tag.split(".")[0] == "7"
+    assert "ports" not in redis
+    url = urlsplit(_effective_env(services["gateway"], env_example)["REDIS_URL"])
+    assert (url.scheme, url.hostname, url.port, url.path) == (
+        "redis",
+        "redis",
+        facts.redis_port,
+        "/0",
+    )
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    command = redis["command"]
+    assert command[command.index("--save") + 1] == "", "no RDB snapshots"
+    assert command[command.index("--appendonly") + 1] == "no"
+    assert "--maxmemory" in command, "bounded below the container's memory limit"
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (mount,) = [
+        v for v in services["prometheus"]["volumes"] if ":/etc/prometheus/prometheus.yml" in v
+    ]
+    with (REPO_ROOT / mount.split(":")[0]).open(encoding="utf-8") as stream:
+        loaded: dict[str, Any] = yaml.safe_load(stream)
+    return loaded
+
+
+def test_prometheus_scrapes_both_services_on_their_metrics_ports(
+    prometheus_config: dict[str, Any], services: dict[str, dict[str, Any]], facts: Any
+) -> None:
+    targets = {
+        target
+        for job in prometheus_config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets == {f"gateway:{facts.gateway_metrics_port}", f"bank:{facts.bank_port}"}
+    for job in prometheus_config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+    # Each target is a service that exposes that port on the network Prometheus is on.
+    for target in targets:
+        host, port = target.split(":")
+        assert port in [str(p) for p in services[host]["expose"]], target
+        assert set(services[host]["networks"]) & set(services["prometheus"]["networks"])
+
+
+def test_grafana_is_provisioned_from_the_repository(
+    services: dict[str, dict[str, Any]], env_example: dict[str, str]
+) -> None:
+    grafana = services["grafana"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
+    provisioning = REPO_ROOT / mounts["/etc/grafana/provisioning"]
+    (datasource,) = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yaml").read_text("utf-8")
+    )["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "9090" in [str(p) for p in services["prometheus"]["expose"]]
+    (provider,) = yaml.safe_load(
+        (provisioning / "dashboards" / "payment-gateway.yaml").read_text("utf-8")
+    )["providers"]
+    dashboards = REPO_ROOT / mounts[provider["options"]["path"]]
+    assert list(dashboards.glob("*.json")), "the provider's folder holds the dashboards"
+    for path in (mounts["/etc/grafana/provisioning"], mounts[provider["options"]["path"]]):
+        assert any(v.endswith(":ro") for v in grafana["volumes"] if v.startswith(path))
+    env = _effective_env(grafana, env_example)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"], "no default admin password"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"

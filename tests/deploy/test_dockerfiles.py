@@ -23,6 +23,9 @@ SERVICES = {
     "payment_gateway": ("payment-gateway", "payment_gateway.main:app", 8080),
     "bank_simulator": ("bank-simulator", "bank_simulator.main:app", 8081),
 }
+# Ports each image documents with EXPOSE: the API port first, then any other listener.
+EXPOSED_PORTS = {"payment_gateway": [8080, 9464], "bank_simulator": [8081]}
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 BUILD_TOOLS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|libc6?-dev|python3?-dev)\b")
 
 
@@ -129,6 +132,26 @@ def test_dockerignore_keeps_every_copied_source(dockerfiles: dict[str, Any], ser
                         assert not is_excluded(relative), relative
 
 
+# --------------------------------------------------------------------------- base images
+
+
+def test_every_base_image_is_pinned_by_digest(dockerfiles: dict[str, Any], service: str) -> None:
+    """A tag can be re-pointed (rebuilt base, or a compromised registry account); a digest not."""
+    for stage in dockerfiles[service]:
+        assert DIGEST.search(stage.base), f"{service}: FROM {stage.base} has no @sha256: digest"
+        name, _, _ = stage.base.partition("@")
+        assert ":" in name, f"{service}: keep the tag next to the digest for readers"
+
+
+def test_digest_check_rejects_a_tag_only_base(tmp_path: Path, dockerfile_parser: Any) -> None:
+    """Guards the test above against a parser that would drop the digest or the ARG default."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ARG BASE=python:3.11-slim\nFROM ${BASE} AS final\nUSER 1:1\n")
+    (stage,) = dockerfile_parser(dockerfile)
+    assert stage.base == "python:3.11-slim"
+    assert not DIGEST.search(stage.base)
+
+
 # --------------------------------------------------------------------------- builder
 
 
@@ -180,7 +203,7 @@ def test_final_stage_is_slim_python_with_only_the_venv(
 ) -> None:
     stages = dockerfiles[service]
     final = stages[-1]
-    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", final.base)
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?@sha256:[0-9a-f]{64}", final.base)
     # Same interpreter path as the builder, or the venv's python link would dangle.
     assert final.base == stages[0].base
     copies = final.all("COPY") + final.all("ADD")
@@ -225,7 +248,9 @@ def test_healthcheck_probes_healthz_with_python(
     final = _final(dockerfiles, service)
     (healthcheck,) = final.all("HEALTHCHECK")
     port = SERVICES[service][2]
-    assert [int(p.split("/")[0]) for e in final.all("EXPOSE") for p in e.args.split()] == [port]
+    exposed = [int(p.split("/")[0]) for e in final.all("EXPOSE") for p in e.args.split()]
+    assert exposed == EXPOSED_PORTS[service]
+    assert exposed[0] == port
     # Flags, then `CMD [...]` in exec form.
     command = healthcheck.args.split("CMD", 1)[1].strip()
     argv = json.loads(command) if command.startswith("[") else shlex.split(command)
@@ -260,9 +285,10 @@ def test_cmd_runs_uvicorn_for_production(
     assert uvicorn_option(argv, "--timeout-graceful-shutdown") is not None
     assert "--reload" not in argv
     env = final.env()
-    forwarded = uvicorn_option(argv, "--forwarded-allow-ips") or env.get("FORWARDED_ALLOW_IPS")
-    # Otherwise uvicorn trusts only 127.0.0.1 and X-Forwarded-* from the proxy is ignored.
-    assert forwarded
+    # From the environment, so each deployment sets its own proxy's addresses (a CLI flag would
+    # win over the variable); by default only loopback may set X-Forwarded-*, never any peer.
+    assert uvicorn_option(argv, "--forwarded-allow-ips") is None
+    assert env["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
     if service == "payment_gateway":
         # Worker count from the environment (WEB_CONCURRENCY, read by uvicorn), default 2.
         assert uvicorn_option(argv, "--workers") is None

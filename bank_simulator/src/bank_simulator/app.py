@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from bank_simulator.config import Settings
 from bank_simulator.ledger import Clock, Ledger, RecordResult
+from bank_simulator.metrics import install_metrics
 from bank_simulator.problems import (
     JSONBytesResponse,
     install_exception_handlers,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
     app.state.settings = settings
     app.state.ledger = ledger
     install_exception_handlers(app)
+    install_metrics(app)
 
     @app.post(
         "/api/v1/deposit",
