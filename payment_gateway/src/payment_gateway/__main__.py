@@ -14,6 +14,9 @@ import argparse
 import asyncio
 import sys
 
+import structlog
+
+from payment_gateway import audit
 from payment_gateway.bootstrap import services_for
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
@@ -38,6 +41,7 @@ async def _migrate(settings: Settings) -> int:
 async def _rotate_card_keys(settings: Settings, batch_size: int) -> int:
     async with services_for(settings, pool_size=2) as services:
         rotated = await rotate_card_keys(services.uow.engine, services.vault, batch_size=batch_size)
+    audit.record("card_keys_rotated", cards=rotated)
     print(f"re-encrypted {rotated} card(s) under the newest key")
     return 0
 
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.effective_log_format)
+    structlog.contextvars.bind_contextvars(actor=audit.operator())
     try:
         return asyncio.run(_run(args, settings))
     # An operator command: a one-line reason beats a traceback.

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from payment_gateway.audit import AUDIT_LOGGER
 from payment_gateway.domain.card import luhn_valid
 
 # The request id travels in this header (in and out, and on to the bank) and is bound to
@@ -86,6 +87,8 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
     # Per-request lines from the HTTP client and server, and driver chatter, are noise.
     for noisy in ("uvicorn.access", "httpx", "httpcore", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The audit trail is written whatever the level of the rest.
+    logging.getLogger(AUDIT_LOGGER).setLevel(logging.INFO)
     structlog.configure(
         # Drop lines below the level before any processing: most payments log nothing then.
         processors=[

@@ -32,7 +32,12 @@ class RequestContextMiddleware:
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        client = scope.get("client")
+        # The address uvicorn reports: the proxy's, or the client's named by X-Forwarded-For
+        # when FORWARDED_ALLOW_IPS trusts that proxy. The audit trail records it.
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, client_address=client[0] if client else "unknown"
+        )
         status = 500
         started = time.perf_counter()
 
@@ -52,4 +57,4 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
             HTTP_SECONDS.labels(scope["method"], template).observe(time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "client_address")

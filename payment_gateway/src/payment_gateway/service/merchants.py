@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from payment_gateway import audit
+from payment_gateway.audit import FailedAuthenticationLog
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import GatewayError, Unauthorized
@@ -54,9 +56,11 @@ class MerchantService:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Merchant, float]] = {}
         self._clock = clock
+        self._failed_authentications = FailedAuthenticationLog()
 
     async def authenticate(self, api_key: str | None) -> Merchant:
         if not api_key:
+            self._failed_authentications.record("missing bearer API key")
             raise Unauthorized("missing bearer API key")
         key_hash = hash_api_key(api_key)
         cached = self._cache.get(key_hash)
@@ -65,6 +69,7 @@ class MerchantService:
         async with self._uow(read_only=True, single_statement=True) as uow:
             merchant = await uow.merchants.by_key_hash(key_hash)
         if merchant is None:
+            self._failed_authentications.record("unknown or revoked API key")
             raise Unauthorized("unknown or revoked API key")
         # A revoked key keeps working for at most cache_seconds on a replica that cached it.
         if self._cache_seconds > 0:
@@ -84,6 +89,7 @@ class MerchantService:
             api_key = new_api_key()
             await _register_key(uow, merchant, api_key, now)
             await uow.commit()
+        _audit_key_created(merchant, api_key)
         return NewApiKey(merchant, api_key)
 
     async def add_key(self, name: str) -> NewApiKey:
@@ -95,6 +101,7 @@ class MerchantService:
             api_key = new_api_key()
             await _register_key(uow, merchant, api_key, now)
             await uow.commit()
+        _audit_key_created(merchant, api_key)
         return NewApiKey(merchant, api_key)
 
     async def list_keys(self) -> list[ApiKeyInfo]:
@@ -105,6 +112,7 @@ class MerchantService:
         async with self._uow() as uow:
             count = await uow.merchants.revoke_key(prefix, self._clock())
             await uow.commit()
+        audit.record("api_key_revoked", key_prefix=prefix, keys=count)
         return count
 
     async def seed_demo_merchants(self) -> None:
@@ -126,3 +134,12 @@ class MerchantService:
 async def _register_key(uow: UnitOfWork, merchant: Merchant, api_key: str, now: datetime) -> None:
     """Store a key as what may be kept of it: its hash, and its prefix for display."""
     await uow.merchants.add_key(merchant.id, hash_api_key(api_key), key_prefix(api_key), now)
+
+
+def _audit_key_created(merchant: Merchant, api_key: str) -> None:
+    audit.record(
+        "api_key_created",
+        merchant_id=merchant.id,
+        merchant_name=merchant.name,
+        key_prefix=key_prefix(api_key),
+    )

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import structlog
 
+from payment_gateway import audit
 from payment_gateway.domain.bank import resolve_deposit
 from payment_gateway.domain.card import CardSummary, card_brand
 from payment_gateway.domain.merchant import Merchant
@@ -260,6 +261,9 @@ class PaymentService:
 
     async def get(self, merchant: Merchant, payment_id: str) -> Payment:
         payment = await self._read(merchant, payment_id)
+        audit.record(
+            "payment_read", merchant_id=merchant.id, payment_id=payment_id, found=bool(payment)
+        )
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
         return payment
