@@ -272,14 +272,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if phase == _BODY:
             # The refused request's own cycle: answer unless the app already started to.
-            can_answer = not cycle.response_started
+            if not cycle.response_started:
+                self.transport.write(self._problem(refusal))
             # The app sees a disconnect and sends nothing more on this connection.
             cycle.disconnected = True
             cycle.message_event.set()
+        elif cycle is not None and not cycle.response_complete:
+            # A pipelined head, refused while the request ahead of it is still being answered:
+            # answering now would come first. Let that answer finish, then uvicorn closes.
+            self._discarding = True
+            cycle.keep_alive = False
+            return
         else:
-            # A head has no cycle yet; a previous request may still be being answered.
-            can_answer = cycle is None or cycle.response_complete
-        if can_answer:
             self.transport.write(self._problem(refusal))
         self._close_lingering()
 
