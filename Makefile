@@ -39,11 +39,15 @@ $(HTTPYAC): $(HTTPYAC_DIR)/package-lock.json
 
 install: $(STAMP) $(HTTPYAC) ## Build .venv (both services, editable, and the dev tools) and tools/httpyac, as locked
 
+# The uvicorn flags are the production ones (README.md, Server flags; tests/deploy checks them).
 run: $(STAMP) ## Run the bank simulator (:8081) and the gateway (:8080) on embedded SQLite
 	@echo "gateway http://127.0.0.1:$(GATEWAY_PORT)/docs  bank http://127.0.0.1:$(BANK_PORT)  (Ctrl-C stops both)"
 	@trap 'kill 0' EXIT; \
-	$(BIN)/uvicorn bank_simulator.main:app --port $(BANK_PORT) --no-access-log & \
-	BANK_URL=http://127.0.0.1:$(BANK_PORT) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT)
+	$(BIN)/uvicorn bank_simulator.main:app --port $(BANK_PORT) --no-access-log \
+		--limit-concurrency 2048 --timeout-keep-alive 5 --no-server-header & \
+	BANK_URL=http://127.0.0.1:$(BANK_PORT) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT) \
+		--http payment_gateway.http_server:BoundedHttpToolsProtocol \
+		--limit-concurrency 1024 --timeout-keep-alive 5 --no-server-header
 
 test: $(STAMP) $(HTTPYAC) ## All tests: unit, integration (SQLite + MariaDB), e2e, deployment files, fuzzing
 	$(BIN)/pytest

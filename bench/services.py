@@ -82,9 +82,16 @@ def start_service(
         str(workers),
         "--loop",
         "uvloop",
-        "--http",
-        "httptools",
         "--no-access-log",
+        # The gateway's production server flags (README.md, Server flags), for every process
+        # here so the bare reference endpoint runs under the same server as the gateway.
+        "--http",
+        "payment_gateway.http_server:BoundedHttpToolsProtocol",
+        "--limit-concurrency",
+        "1024",
+        "--timeout-keep-alive",
+        "5",
+        "--no-server-header",
     ]
     if app_dir is not None:
         command += ["--app-dir", str(app_dir)]

@@ -52,6 +52,7 @@ class Facts:
             "DATABASE_POOL_SIZE",
             # Rate-limit counters (Redis) and the separate Prometheus port.
             "REDIS_URL",
+            "METRICS_HOST",
             "METRICS_PORT",
         }
     )

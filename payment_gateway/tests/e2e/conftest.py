@@ -17,6 +17,28 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
+# The production server flags of each app (README.md, Running it in production; the deployment
+# tests check that every launcher uses them), so every e2e test runs the hardened server. Flags
+# a test passes after them win (click takes the last value of an option).
+SERVER_FLAGS = {
+    "payment_gateway.main:app": [
+        "--http",
+        "payment_gateway.http_server:BoundedHttpToolsProtocol",
+        "--limit-concurrency",
+        "1024",
+        "--timeout-keep-alive",
+        "5",
+        "--no-server-header",
+    ],
+    "bank_simulator.main:app": [
+        "--limit-concurrency",
+        "2048",
+        "--timeout-keep-alive",
+        "5",
+        "--no-server-header",
+    ],
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -50,7 +72,16 @@ def start_service(
 ) -> Service:
     log_path = workdir / f"{name}.log"
     process = subprocess.Popen(
-        [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), *extra],
+        [
+            str(BIN / "uvicorn"),
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *SERVER_FLAGS[app],
+            *extra,
+        ],
         cwd=workdir,  # any directory will do: nothing is looked up relative to it but var/
         env={**os.environ, **env},
         stdout=log_path.open("wb"),
