@@ -16,6 +16,7 @@ from payment_gateway.api.body_limit import BodySizeLimitMiddleware
 from payment_gateway.api.dependencies import Services
 from payment_gateway.api.docs import install_docs
 from payment_gateway.api.problems import install_error_handlers
+from payment_gateway.api.rate_limit import create_rate_limiter
 from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
@@ -37,6 +38,7 @@ DESCRIPTION = """Card payments for merchants.
 
 Authenticate with `Authorization: Bearer <API key>`. Amounts are integers in the currency's
 minor unit. Send an `Idempotency-Key` to retry safely. Errors are RFC 9457 problem+json.
+Each API key is rate limited: over the limit, `429` with `Retry-After`.
 """
 
 
@@ -89,7 +91,10 @@ def create_app(
         merchants = MerchantService(uow, cache_seconds=settings.merchant_cache_seconds)
         if settings.seed_demo_merchants:
             await merchants.seed_demo_merchants()
-        app.state.services = Services(payments=payments, merchants=merchants, uow=uow)
+        rate_limiter = create_rate_limiter(settings)
+        app.state.services = Services(
+            payments=payments, merchants=merchants, uow=uow, rate_limiter=rate_limiter
+        )
         reconciler = Reconciler(
             uow,
             bank_adapter,
@@ -117,6 +122,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await recorder.aclose()
+            if rate_limiter is not None:
+                await rate_limiter.aclose()
             if http_bank is not None:
                 await http_bank.aclose()
             await uow.dispose()
