@@ -124,7 +124,11 @@ class RateLimiter:
             allowed = await self._strategy.hit(policy.item, policy.name, identifier)
         except self._storage_errors as exc:
             if not self._unchecked_until:
-                log.warning("rate-limit storage failed, requests pass unchecked: %r", exc)
+                log.warning(
+                    "rate-limit storage failed, requests pass unchecked: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
             self._unchecked_until = time.monotonic() + STORAGE_RETRY_SECONDS
             RATE_LIMIT_STORAGE_ERRORS.labels(policy.scope).inc()
             return True
