@@ -58,6 +58,8 @@ def gateway_environment(db: BenchDatabase, bank_url: str, data_dir: Path) -> dic
         "AUTO_MIGRATE": "true",
         "RECONCILE_INTERVAL_SECONDS": str(RECONCILE_INTERVAL_SECONDS),
         "APP_ENV": "development",
+        # One merchant drives the whole load here; the flooding-merchant run turns limits on.
+        "RATE_LIMIT_ENABLED": "false",
     }
 
 

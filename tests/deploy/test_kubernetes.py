@@ -373,29 +373,11 @@ def _gateway_setting_names() -> set[str]:
     return names
 
 
-# Settings these files already use, that branches being merged add to the gateway. Each is a
-# strict xfail below: when the setting lands the test passes, strict fails it, the entry goes.
-SETTINGS_FROM_OTHER_BRANCHES = {
-    "REDIS_URL": "added by the rate-limits branch",
-}
-
-
 def test_settings_names_are_the_gateway_settings(facts: Any) -> None:
     """The names used in these files are fields of the gateway's settings class."""
-    expected = facts.gateway_settings - SETTINGS_FROM_OTHER_BRANCHES.keys()
+    expected = facts.gateway_settings
     names = _gateway_setting_names()
     assert expected <= names, sorted(expected - names)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-        for name, reason in SETTINGS_FROM_OTHER_BRANCHES.items()
-    ],
-)
-def test_setting_from_another_branch_is_a_gateway_setting(name: str) -> None:
-    assert name in _gateway_setting_names()
 
 
 # --------------------------------------------------------------------------- hardening

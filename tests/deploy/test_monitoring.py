@@ -24,13 +24,6 @@ import yaml
 MONITORING = Path(__file__).resolve().parents[2] / "deployments" / "monitoring"
 DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 
-# Metrics the dashboard may query before they exist on this branch. Each is marked xfail(strict):
-# once the metric lands the test passes, strict turns that into a failure, and the mark goes.
-NOT_YET_EXPORTED = {
-    # Added by the rate-limits branch.
-    "gateway_rate_limited_requests_total": "added by the rate-limits branch",
-}
-
 # Suffixes the exposition format adds, by metric type.
 _SAMPLE_SUFFIXES = {
     "counter": ("_total",),
@@ -140,12 +133,7 @@ def _queried_metrics() -> list[str]:
 
 
 def _metric_params() -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_EXPORTED[name]))
-        if name in NOT_YET_EXPORTED
-        else name
-        for name in _queried_metrics()
-    ]
+    return list(_queried_metrics())
 
 
 def test_there_is_a_dashboard_with_the_operations_panels() -> None:
@@ -158,7 +146,6 @@ def test_there_is_a_dashboard_with_the_operations_panels() -> None:
         "gateway_rate_limited_requests_total",
         "bank_deposits_total",
     } <= queried
-    assert set(NOT_YET_EXPORTED) <= queried, "drop entries the dashboard no longer queries"
 
 
 @pytest.mark.parametrize(("where", "expr"), _expressions())

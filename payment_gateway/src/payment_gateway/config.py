@@ -43,6 +43,27 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics server
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None
+    # Rate limits (api/rate_limit.py): a moving window of BURST / PER_SECOND whole seconds.
+    rate_limit_enabled: bool = True
+    rate_limit_per_second: int = Field(default=100, ge=1)
+    rate_limit_burst: int | None = Field(default=None, ge=1)  # None: twice the rate
+    rate_limit_unauthenticated_per_second: int = Field(default=10, ge=1)
+    rate_limit_key_prefix: str = Field(default="payment-gateway:rate-limit", min_length=1)
+    redis_url: SecretStr = SecretStr("")  # unset: each process counts alone
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _rate_limit_window_is_whole_seconds(self) -> Settings:
+        burst = self.effective_rate_limit_burst
+        if burst < self.rate_limit_per_second or burst % self.rate_limit_per_second:
+            raise ValueError(
+                "RATE_LIMIT_BURST must be a whole multiple of RATE_LIMIT_PER_SECOND: the burst "
+                "is the budget of a window of BURST / PER_SECOND whole seconds"
+            )
+        url = self.redis_url.get_secret_value()
+        if url and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
@@ -110,6 +131,14 @@ class Settings(BaseSettings):
     def reconcile_lease_seconds(self) -> float:
         """How long a reconciler's claim keeps other replicas away: longer than an inquiry."""
         return self.bank_timeout_seconds + 1
+
+    @property
+    def effective_rate_limit_burst(self) -> int:
+        return self.rate_limit_burst or 2 * self.rate_limit_per_second
+
+    @property
+    def rate_limit_window_seconds(self) -> int:
+        return self.effective_rate_limit_burst // self.rate_limit_per_second
 
     @property
     def effective_log_format(self) -> str:

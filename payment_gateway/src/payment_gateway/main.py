@@ -14,6 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from payment_gateway.api.body_limit import BodySizeLimitMiddleware
 from payment_gateway.api.docs import install_docs
 from payment_gateway.api.problems import install_error_handlers
+from payment_gateway.api.rate_limit import create_rate_limiter
 from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.bootstrap import build_services
@@ -28,6 +29,7 @@ DESCRIPTION = """Card payments for merchants.
 
 Authenticate with `Authorization: Bearer <API key>`. Amounts are integers in the currency's
 minor unit. Send an `Idempotency-Key` to retry safely. Errors are RFC 9457 problem+json.
+Each API key is rate limited: over the limit, `429` with `Retry-After`.
 """
 
 
@@ -49,6 +51,7 @@ def create_app(
         if settings.seed_demo_merchants:
             await services.merchants.seed_demo_merchants()
         app.state.services = services
+        app.state.rate_limiter = create_rate_limiter(settings)
         metrics = (
             start_metrics_server(settings.metrics_host, settings.metrics_port)
             if settings.metrics_port
@@ -68,6 +71,8 @@ def create_app(
                     await task
             if metrics is not None:
                 metrics.close()
+            if app.state.rate_limiter is not None:
+                await app.state.rate_limiter.aclose()
             await services.aclose()
 
     app = FastAPI(

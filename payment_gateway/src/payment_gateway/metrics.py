@@ -45,6 +45,16 @@ RECONCILER_LAG = Gauge(
     "Age of the oldest payment still init or processing (0 when none)",
     multiprocess_mode="max",
 )
+RATE_LIMITED = Counter(
+    "gateway_rate_limited_requests_total",
+    "Requests answered 429 by a rate limit: per API key (key) or per client address (address)",
+    ["scope"],
+)
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "gateway_rate_limit_storage_errors_total",
+    "Requests let through unchecked because the rate-limit storage (Redis) failed",
+    ["scope"],
+)
 HTTP_REQUESTS = Counter(
     "gateway_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )

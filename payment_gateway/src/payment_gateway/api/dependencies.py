@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
+from payment_gateway.api.rate_limit import RateLimiter, client_address
 from payment_gateway.bootstrap import Services
 from payment_gateway.domain.merchant import Merchant
 
@@ -24,10 +25,23 @@ _bearer = HTTPBearer(auto_error=False, description="The merchant's API key.")
 
 
 async def authenticate(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Merchant:
-    return await services.merchants.authenticate(credentials.credentials if credentials else None)
+    api_key = credentials.credentials if credentials else None
+    return await authenticate_merchant(services, request, api_key)
+
+
+async def authenticate_merchant(
+    services: Services, request: Request, api_key: str | None
+) -> Merchant:
+    """The key's merchant, within its rate limit (a request without a valid key counts
+    against its client address); every merchant route authenticates through here."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter  # None: limits are off
+    if limiter is None:
+        return await services.merchants.authenticate(api_key)
+    return await limiter.authenticate(services.merchants, api_key, client_address(request))
 
 
 MerchantDep = Annotated[Merchant, Depends(authenticate)]

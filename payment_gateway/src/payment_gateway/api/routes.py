@@ -9,7 +9,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
 
-from payment_gateway.api.dependencies import MerchantDep, ServicesDep, bearer_token
+from payment_gateway.api.dependencies import (
+    MerchantDep,
+    ServicesDep,
+    authenticate_merchant,
+    bearer_token,
+)
 from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
 from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
 from payment_gateway.bootstrap import Services
@@ -56,9 +61,32 @@ def _problem(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
 
 
+_RATE_LIMITED: dict[str, Any] = {
+    **_problem(
+        "Over the rate limit of this API key (or, for requests without a valid key, of this "
+        "client address); retry after `Retry-After` seconds"
+    ),
+    "headers": {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds until the limit lets a request through again",
+        },
+        "RateLimit-Policy": {
+            "schema": {"type": "string"},
+            "description": (
+                'The quota (draft-ietf-httpapi-ratelimit-headers), e.g. `"per-key";q=200;w=2`'
+            ),
+        },
+        "RateLimit": {
+            "schema": {"type": "string"},
+            "description": 'Quota left and seconds until it grows, e.g. `"per-key";r=0;t=1`',
+        },
+    },
+}
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing, unknown or revoked API key"),
     422: _problem("Invalid request; `errors` names each field"),
+    429: _RATE_LIMITED,
 }
 
 payments_router = APIRouter(tags=["payments"])
@@ -81,7 +109,7 @@ async def create_payment(request: Request) -> Response:
     # The busiest route reads its headers itself rather than through FastAPI's dependency
     # solver, which cost a tenth of a payment's CPU; _CREATE_DOCS documents them the same.
     services: Services = request.app.state.services
-    merchant = await services.merchants.authenticate(bearer_token(request))
+    merchant = await authenticate_merchant(services, request, bearer_token(request))
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
         try:

@@ -21,6 +21,11 @@ def test_openapi_documents_the_contract() -> None:
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PaymentCreate"
     }
-    assert {"201", "401", "409", "413", "415", "422"} <= create["responses"].keys()
+    assert {"201", "401", "409", "413", "415", "422", "429"} <= create["responses"].keys()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert "404" in spec["paths"]["/api/v1/payments/{payment_id}"]["get"]["responses"]
+    read = spec["paths"]["/api/v1/payments/{payment_id}"]["get"]
+    assert {"404", "429"} <= read["responses"].keys()
+    for operation in (create, read):
+        assert {"Retry-After", "RateLimit-Policy", "RateLimit"} <= (
+            operation["responses"]["429"]["headers"].keys()
+        )

@@ -1,0 +1,238 @@
+"""Rate limits over the real app: in process memory and in the real Redis (shared by replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from asgi_lifespan import LifespanManager
+from payment_gateway.bank.fake import FakeBank
+from payment_gateway.main import create_app
+from prometheus_client import REGISTRY
+
+from .conftest import MERCHANT_ONE, MERCHANT_TWO, gateway_settings, payment_body
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# A key may send 3 requests in any 1 s window; an address without a valid key 2.
+LIMITS: dict[str, object] = {
+    "rate_limit_per_second": 3,
+    "rate_limit_burst": 3,
+    "rate_limit_unauthenticated_per_second": 2,
+}
+UNKNOWN_PAYMENT = "/api/v1/payments/no-such-payment"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The Redis at TEST_REDIS_URL; skipped when unreachable, but a failure under CI=true."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis unreachable at {REDIS_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)  # CI must run these tests, never skip them
+        pytest.skip(message)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"pgw-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def redis_keys(prefix: str) -> list[bytes]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return list(client.scan_iter(match=f"{prefix}:*"))
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> dict[str, object]:
+    """The settings of each storage: this process's memory, or the real Redis."""
+    if request.param == "memory":
+        return {}
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return {"redis_url": REDIS_URL, "rate_limit_key_prefix": prefix}
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    tmp_path: Path, *, client_host: str = "127.0.0.1", **overrides: object
+) -> AsyncIterator[tuple[httpx.AsyncClient, FakeBank]]:
+    """The real app on its own SQLite database, its client seen as coming from client_host."""
+    directory = tmp_path / uuid.uuid4().hex[:8]
+    directory.mkdir()
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{directory}/gateway.db", directory, **(LIMITS | overrides)
+    )
+    bank = FakeBank()
+    app = create_app(settings, bank=bank, run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=(client_host, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client, bank
+
+
+def metric(name: str, scope: str) -> float:
+    return REGISTRY.get_sample_value(name, {"scope": scope}) or 0.0
+
+
+def assert_rate_limited(response: httpx.Response, policy: str, quota: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 429
+    assert problem["title"] == "Too Many Requests"
+    retry_after = int(response.headers["retry-after"])
+    assert retry_after == 1  # the window is 1 s: the oldest request leaves it within 1 s
+    assert response.headers["ratelimit-policy"] == f'"{policy}";q={quota};w=1'
+    assert response.headers["ratelimit"] == f'"{policy}";r=0;t={retry_after}'
+
+
+async def test_a_key_over_its_burst_gets_429_and_the_bank_is_not_called(
+    tmp_path: Path, storage: dict[str, object]
+) -> None:
+    async with running_gateway(tmp_path, **storage) as (client, bank):
+        refused_before = metric("gateway_rate_limited_requests_total", "key")
+        answers = [
+            await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+            for _ in range(5)
+        ]
+        assert [r.status_code for r in answers] == [201, 201, 201, 429, 429]
+        assert_rate_limited(answers[3], "per-key", 3)
+        assert len(bank.deposits) == 3
+        # GET goes through the same budget (the dependency path), already spent.
+        assert_rate_limited(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE), "per-key", 3)
+        assert metric("gateway_rate_limited_requests_total", "key") == refused_before + 3
+
+
+async def test_a_flooding_merchant_does_not_limit_the_other(
+    tmp_path: Path, storage: dict[str, object]
+) -> None:
+    async with running_gateway(tmp_path, **storage) as (client, _bank):
+        flood = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)) for _ in range(20)]
+        assert [r.status_code for r in flood].count(429) == 17
+        others = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_TWO)) for _ in range(3)]
+        assert [r.status_code for r in others] == [404, 404, 404]
+
+
+async def test_the_budget_comes_back_after_the_window(
+    tmp_path: Path, storage: dict[str, object]
+) -> None:
+    async with running_gateway(tmp_path, **storage) as (client, _bank):
+        first = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)) for _ in range(4)]
+        assert [r.status_code for r in first] == [404, 404, 404, 429]
+        await asyncio.sleep(int(first[3].headers["retry-after"]) + 0.05)
+        again = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)) for _ in range(4)]
+        assert [r.status_code for r in again] == [404, 404, 404, 429]
+
+
+async def test_requests_without_a_valid_key_are_limited_per_client_address(
+    tmp_path: Path, storage: dict[str, object]
+) -> None:
+    async with running_gateway(tmp_path, client_host="198.51.100.7", **storage) as (client, _):
+        refused_before = metric("gateway_rate_limited_requests_total", "address")
+        answers = [
+            await client.get(UNKNOWN_PAYMENT),
+            await client.post("/api/v1/payments", json=payment_body()),
+            await client.get(UNKNOWN_PAYMENT, headers={"Authorization": "Bearer wrong-key"}),
+        ]
+        assert [r.status_code for r in answers] == [401, 401, 429]
+        assert_rate_limited(answers[2], "per-address", 2)
+        assert metric("gateway_rate_limited_requests_total", "address") == refused_before + 1
+        # A valid key from the same address is limited by its own budget, not the address's.
+        assert (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code == 404
+        # Health, readiness and the docs are never limited.
+        for path in ["/healthz", "/readyz", "/docs", "/openapi.json"] * 5:
+            assert (await client.get(path)).status_code == 200, path
+    # Another address has a budget of its own.
+    async with running_gateway(tmp_path, client_host="198.51.100.8", **storage) as (client, _):
+        assert (await client.get(UNKNOWN_PAYMENT)).status_code == 401
+
+
+async def test_replicas_sharing_one_redis_share_one_budget(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    shared = {"redis_url": REDIS_URL, "rate_limit_key_prefix": redis_prefix}
+    async with (
+        running_gateway(tmp_path, **shared) as (first, _),
+        running_gateway(tmp_path, **shared) as (second, _),
+    ):
+        statuses = [
+            (await replica.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code
+            for replica in (first, second, first, second, first, second)
+        ]
+        assert statuses == [404, 404, 404, 429, 429, 429]
+    assert redis_keys(redis_prefix), "the counters live in Redis, under the configured prefix"
+
+
+async def test_without_redis_each_process_counts_alone(tmp_path: Path) -> None:
+    async with (
+        running_gateway(tmp_path) as (first, _),
+        running_gateway(tmp_path) as (second, _),
+    ):
+        statuses = [
+            (await replica.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code
+            for replica in (first, second) * 4
+        ]
+        assert statuses == [404] * 6 + [429, 429]
+
+
+async def test_a_redis_outage_lets_payments_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens there once the socket closes
+    unchecked_before = metric("gateway_rate_limit_storage_errors_total", "key")
+    async with running_gateway(tmp_path, redis_url=f"redis://127.0.0.1:{closed_port}/0") as (
+        client,
+        bank,
+    ):
+        root = logging.getLogger()
+        root.addHandler(caplog.handler)  # create_app replaced the root logger's handlers
+        try:
+            answers = [
+                await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+                for _ in range(6)
+            ]
+        finally:
+            root.removeHandler(caplog.handler)
+    assert [r.status_code for r in answers] == [201] * 6  # twice the quota, none refused
+    assert len(bank.deposits) == 6
+    assert metric("gateway_rate_limit_storage_errors_total", "key") == unchecked_before + 6
+    warnings = [r.getMessage() for r in caplog.records if "pass unchecked" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+async def test_rate_limits_turned_off_refuse_nothing(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, rate_limit_enabled=False) as (client, _bank):
+        statuses = {
+            (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code for _ in range(10)
+        }
+        assert statuses == {404}
