@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     demo_merchants: bool | None = None
     merchant_cache_seconds: float = Field(default=5.0, ge=0)
+    docs_enabled: bool = True  # Swagger UI at /docs and the document at /openapi.json
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics server
     log_level: str = "INFO"

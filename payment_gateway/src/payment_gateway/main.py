@@ -80,14 +80,16 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
+        docs_url=None,  # served by install_docs, from packaged assets
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         # Metrics are Prometheus (on METRICS_PORT). FastAPI's OpenTelemetry hook would
         # otherwise look up the global OTel providers (and the environment) on every request.
         telemetry=NO_OPENTELEMETRY,
     )
     install_error_handlers(app)
-    install_docs(app)
+    if settings.docs_enabled:
+        install_docs(app)
     app.include_router(payments_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)

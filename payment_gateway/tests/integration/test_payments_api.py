@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fakes import FakeBank
 from payment_gateway.api.schemas import PaymentOut
+from payment_gateway.main import create_app
 from payment_gateway.storage.tables import payments
 from sqlalchemy import func, select
 
-from .conftest import MERCHANT_ONE, MERCHANT_TWO, Gateway, payment_body
+from .conftest import MERCHANT_ONE, MERCHANT_TWO, Gateway, gateway_settings, payment_body
 
 OUTCOMES = [
     ("4242424242424242", "succeeded", "0", None),
@@ -266,6 +271,19 @@ async def test_health_endpoints_and_offline_docs(gateway: Gateway) -> None:
         assert (await gateway.client.get(f"/docs-assets/{asset}")).status_code == 200
     spec = (await gateway.client.get("/openapi.json")).json()
     assert "PaymentCreate" in spec["components"]["schemas"]
+
+
+async def test_docs_can_be_switched_off(database_url: str, tmp_path: Path) -> None:
+    settings = gateway_settings(database_url, tmp_path, docs_enabled=False)
+    app = create_app(settings, bank=FakeBank(), run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            for path in ("/docs", "/openapi.json", "/docs-assets/swagger-ui.css"):
+                assert (await client.get(path)).status_code == 404, path
+            assert (await client.get("/healthz")).status_code == 200
+            paid = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+            assert paid.status_code == 201
 
 
 async def _age_payment(gw: Gateway, payment_id: str, hours: float) -> None:
