@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 from asgi_lifespan import LifespanManager
-from payment_gateway.bank.fake import FakeBank
+from fakes import FakeBank
 from payment_gateway.main import create_app
 from prometheus_client import REGISTRY
 
