@@ -66,6 +66,7 @@ def create_app(
                 settings.bank_url,
                 settings.bank_timeout_seconds,
                 max_connections=settings.bank_max_connections,
+                api_key=settings.bank_api_key.get_secret_value() or None,
             )
         bank_adapter: BankAdapter = bank or http_bank  # type: ignore[assignment]
         recorder = GroupCommitRecorder(uow)
