@@ -90,6 +90,8 @@ def create_app(
         merchants = MerchantService(uow, cache_seconds=settings.merchant_cache_seconds)
         if settings.seed_demo_merchants:
             await merchants.seed_demo_merchants()
+        elif settings.is_production:
+            await merchants.revoke_demo_keys()
         app.state.services = Services(payments=payments, merchants=merchants, uow=uow)
         reconciler = Reconciler(
             uow,
