@@ -17,6 +17,7 @@ from payment_gateway.api.dependencies import Services
 from payment_gateway.api.docs import install_docs
 from payment_gateway.api.problems import install_error_handlers
 from payment_gateway.api.routes import health_router, payments_router
+from payment_gateway.api.security_headers import SecurityHeadersMiddleware
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(health_router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # around the 413 too
     app.add_middleware(ObservabilityMiddleware)  # outermost: sees every request and answer
     return app
 
