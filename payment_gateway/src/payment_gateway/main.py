@@ -26,6 +26,7 @@ from payment_gateway.service.merchants import MerchantService
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
+from payment_gateway.service.retention import CardDataEraser, RetentionPolicy
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.group_commit import GroupCommitRecorder
 from payment_gateway.storage.migrate import migrate
@@ -108,7 +109,10 @@ def create_app(
             ),
         )
         app.state.reconciler = reconciler
-        task = asyncio.create_task(reconciler.run_forever()) if run_reconciler else None
+        eraser = CardDataEraser(
+            uow, RetentionPolicy(retention=timedelta(days=settings.card_data_retention_days))
+        )
+        task = asyncio.create_task(reconciler.run_forever(eraser)) if run_reconciler else None
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it all again and again under load.
         gc.collect()
