@@ -281,6 +281,30 @@ class FakeMerchantRepository:
         return count
 
 
+class FakeCardRepository:
+    """Cards live in their payment's row here; an erased card has an empty PAN ciphertext."""
+
+    def __init__(self, work: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._dirty = dirty
+
+    async def erase_card_data(self, created_before: datetime, limit: int, now: datetime) -> int:
+        due = sorted(
+            (
+                row
+                for row in self._work.payments.values()
+                if row.card.pan_encrypted
+                and row.payment.created_at < created_before
+                and row.payment.status.is_terminal
+            ),
+            key=lambda row: row.payment.created_at,
+        )[:limit]
+        for row in due:
+            row.card = replace(row.card, pan_encrypted=b"", holder_name_encrypted=None)
+            self._dirty.add(row.payment.id)
+        return len(due)
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, *, read_only: bool = False) -> None:
         self._store = store
@@ -289,6 +313,7 @@ class FakeUnitOfWork:
         self._dirty: set[str] = set()
         self._payments: FakePaymentRepository | None = None
         self._merchants: FakeMerchantRepository | None = None
+        self._cards: FakeCardRepository | None = None
         self.committed = False
 
     @property
@@ -301,11 +326,17 @@ class FakeUnitOfWork:
         assert self._merchants is not None, "used outside 'async with'"
         return self._merchants
 
+    @property
+    def cards(self) -> FakeCardRepository:
+        assert self._cards is not None, "used outside 'async with'"
+        return self._cards
+
     async def __aenter__(self) -> Self:
         self._work = self._store.snapshot()
         self._dirty = set()
         self._payments = FakePaymentRepository(self._work, self._store, self._dirty)
         self._merchants = FakeMerchantRepository(self._work, self._store, self._dirty)
+        self._cards = FakeCardRepository(self._work, self._dirty)
         return self
 
     async def __aexit__(
@@ -318,6 +349,7 @@ class FakeUnitOfWork:
         self._work = None
         self._payments = None
         self._merchants = None
+        self._cards = None
 
     async def commit(self) -> None:
         work = self._work

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from bank_simulator.auth import BearerKeyMiddleware
 from bank_simulator.config import Settings
 from bank_simulator.ledger import Clock, Ledger, RecordResult
 from bank_simulator.metrics import install_metrics
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
     app.state.ledger = ledger
     install_exception_handlers(app)
     install_metrics(app)
+    if settings.bank_api_key is not None and settings.bank_api_key.get_secret_value():
+        app.add_middleware(BearerKeyMiddleware, api_key=settings.bank_api_key.get_secret_value())
 
     @app.post(
         "/api/v1/deposit",

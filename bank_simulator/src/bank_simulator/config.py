@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     e.g. ``PENDING_SETTLE_SECONDS=2 LATENCY_MS=150 FAILURE_RATE=0.1``.
     """
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     pending_settle_seconds: float = Field(
         default=5.0, ge=0, description="Seconds after which a pending deposit reads as succeeded."
@@ -34,6 +36,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest deposit body.")
     log_level: LogLevel = "INFO"
+    bank_api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, every /api/v1 request must carry Authorization: Bearer <key>.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic_core import PydanticCustomError
 
 MAX_AMOUNT = 2**63 - 1  # fits a signed 64-bit column
 
@@ -12,7 +14,22 @@ MAX_AMOUNT = 2**63 - 1  # fits a signed 64-bit column
 CardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
 Expiry = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])/[0-9]{4}$")]
 Cvv = Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
-HolderName = Annotated[str, StringConstraints(max_length=100)]
+# Control characters (Unicode Cc) and bidirectional formatting ones: a holder name must not
+# be able to forge a log line or display as something other than what it is.
+_UNSAFE_NAME_CHARACTERS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _safe_holder_name(value: str) -> str:
+    if any(c in _UNSAFE_NAME_CHARACTERS or unicodedata.category(c) == "Cc" for c in value):
+        raise PydanticCustomError(
+            "unsafe_characters", "must not contain control or bidirectional formatting characters"
+        )
+    return value
+
+
+HolderName = Annotated[str, StringConstraints(max_length=100), AfterValidator(_safe_holder_name)]
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]

@@ -16,6 +16,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 PAN = "4000000000009995"
+API_KEY = "process-test-bank-key-0123456789abcdef"
 
 
 def _free_port() -> int:
@@ -47,6 +48,7 @@ def simulator(request, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "LOG_LEVEL": "DEBUG",
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "BANK_API_KEY": API_KEY,
     }
     if request.param == "uvicorn":
         command = [
@@ -86,7 +88,13 @@ def test_deposit_over_http(simulator):
         "amount": 1234,
         "currency": "EUR",
     }
-    with httpx.Client(base_url=base_url, timeout=5) as client:
+    with httpx.Client(base_url=base_url, timeout=5) as anonymous:
+        refused = anonymous.post("/api/v1/deposit", json=body)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert anonymous.get("/api/v1/deposits/e2e-1").status_code == 401
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=base_url, timeout=5, headers=headers) as client:
         created = client.post("/api/v1/deposit", json=body)
         assert created.status_code == 201
         assert created.json()["status"] == "pending"
@@ -109,3 +117,4 @@ def test_deposit_over_http(simulator):
     assert "e2e-1" in log
     assert PAN not in log
     assert "cvv" not in log.lower()
+    assert API_KEY not in log

@@ -20,6 +20,7 @@ from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
 from payment_gateway.service.recording import TransactionalRecorder
+from payment_gateway.service.retention import CardDataEraser, RetentionPolicy
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.key_checks import verify_key_checks
 from payment_gateway.storage.migrate import migrate
@@ -37,6 +38,7 @@ class Services:
     payments: PaymentService
     merchants: MerchantService
     reconciler: Reconciler
+    card_data_eraser: CardDataEraser
     recorder: GroupCommitRecorder
     _http_bank: HttpBankAdapter | None = field(default=None, repr=False)
 
@@ -88,6 +90,7 @@ async def build_services(
             settings.bank_url,
             settings.bank_timeout_seconds,
             max_connections=settings.bank_max_connections,
+            api_key=settings.bank_api_key.get_secret_value() or None,
         )
     recorder = GroupCommitRecorder(TransactionalRecorder(uow))
     payments = PaymentService(
@@ -105,6 +108,9 @@ async def build_services(
         payments=payments,
         merchants=MerchantService(uow, cache_seconds=settings.merchant_cache_seconds),
         reconciler=Reconciler(uow, recorder, bank, reconcile_policy(settings)),
+        card_data_eraser=CardDataEraser(
+            uow, RetentionPolicy(retention=timedelta(days=settings.card_data_retention_days))
+        ),
         recorder=recorder,
         _http_bank=http_bank,
     )

@@ -9,18 +9,31 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from payment_gateway.storage.database import PRIVATE_DIRECTORY, PRIVATE_FILE, is_sqlite
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path("var")
+MIN_SECRET_BYTES = 32
+# Values published in .env.example and deployments/secret.example.yaml: anyone can read them.
+_EXAMPLE_MARKERS = ("example-only", "change-me")
+_EXAMPLE_ENCRYPTION_KEYS = frozenset({b"RVhBTVBMRS1PTkxZLWRvLW5vdC11c2UtaW4tcHJvZCE="})
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a rejected value (a key, a URL with its password) must not be
+    # echoed into the start-up error, which ends up in logs.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     app_env: Literal["development", "test", "production"] = "development"
     data_dir: Path = DEFAULT_DATA_DIR
@@ -36,6 +49,11 @@ class Settings(BaseSettings):
     reconcile_batch_size: int = Field(default=100, ge=1)
     reconcile_not_found_grace_seconds: float | None = Field(default=None, ge=0)
     reconcile_max_backoff_seconds: float = Field(default=300.0, gt=0)
+    # Long enough for the reconciler to settle every payment (its backoff tops out at
+    # minutes) and for a dispute to be looked into; refunds go by payment id, never the PAN.
+    card_data_retention_days: int = Field(default=30, ge=1)
+    bank_api_key: SecretStr = SecretStr("")
+    bank_allow_insecure: bool = False
     auto_migrate: bool = True
     demo_merchants: bool | None = None
     merchant_cache_seconds: float = Field(default=5.0, ge=0)
@@ -67,34 +85,61 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _valid_urls(self) -> Settings:
+        # Checked here rather than at first use, where the error would quote the URL and any
+        # password in it.
+        if self.database_url:
+            try:
+                make_url(self.database_url)
+            except (ArgumentError, ValueError):
+                raise ValueError("DATABASE_URL is not a database URL") from None
+        if urlsplit(self.bank_url).scheme not in ("http", "https"):
+            raise ValueError("BANK_URL must be an http or https URL")
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.app_env != "production":
             return self
-        missing = [
-            name
+        problems = self._production_problems()
+        if problems:
+            raise ValueError("APP_ENV=production refuses to start: " + "; ".join(problems))
+        return self
+
+    def _production_problems(self) -> list[str]:
+        """What keeps this configuration out of production, each naming its variable.
+
+        The messages never quote a value: a start-up error is printed and logged.
+        """
+        problems = [
+            f"{name} is required"
             for name, value in (
                 ("CARD_ENCRYPTION_KEYS", self.card_encryption_keys),
                 ("IDEMPOTENCY_HASH_KEY", self.idempotency_hash_key),
+                ("BANK_API_KEY", self.bank_api_key),
+                ("DATABASE_URL", SecretStr(self.database_url)),
             )
             if not value.get_secret_value()
         ]
-        if missing:
-            raise ValueError(f"APP_ENV=production requires {', '.join(missing)} to be set")
-        keys = self._configured_encryption_keys()
-        if not keys:
-            raise ValueError("CARD_ENCRYPTION_KEYS holds no key")
-        for key in keys:
-            try:
-                Fernet(key)
-            except ValueError:
-                raise ValueError(
-                    "CARD_ENCRYPTION_KEYS must be url-safe base64 Fernet keys"
-                ) from None
+        if self.card_encryption_keys.get_secret_value():
+            problems += _encryption_key_problems(self._configured_encryption_keys())
+        for name, secret in (
+            ("IDEMPOTENCY_HASH_KEY", self.idempotency_hash_key),
+            ("BANK_API_KEY", self.bank_api_key),
+        ):
+            value = secret.get_secret_value()
+            if value:
+                problems += _shared_secret_problems(name, value)
+        if self.database_url and is_sqlite(self.database_url):
+            problems.append("DATABASE_URL must name a MySQL/MariaDB server, not a SQLite file")
+        if urlsplit(self.bank_url).scheme != "https" and not self.bank_allow_insecure:
+            problems.append(
+                "BANK_URL must be https: card numbers and CVVs would cross the network in "
+                "clear (set BANK_ALLOW_INSECURE=true only for a bank on the same private network)"
+            )
         if self.demo_merchants:
-            raise ValueError("APP_ENV=production refuses DEMO_MERCHANTS=true")
-        if not self.database_url:
-            raise ValueError("APP_ENV=production requires DATABASE_URL")
-        return self
+            problems.append("DEMO_MERCHANTS=true is refused")
+        return problems
 
     @property
     def is_production(self) -> bool:
@@ -167,9 +212,12 @@ class Settings(BaseSettings):
         """A development-only secret, generated once into the data directory."""
         path = self.data_dir / filename
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
             temporary = path.with_name(f".{filename}.{os.getpid()}")
-            temporary.write_text(generate())
+            # Readable by this user only, from the moment it exists: it decrypts every card.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(generate())
             try:
                 # link() is atomic and refuses to overwrite: racing workers agree on one key.
                 os.link(temporary, path)
@@ -179,3 +227,29 @@ class Settings(BaseSettings):
             finally:
                 temporary.unlink()
         return path.read_text().strip().encode()
+
+
+def _is_example(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in _EXAMPLE_MARKERS)
+
+
+def _shared_secret_problems(name: str, value: str) -> list[str]:
+    if _is_example(value):
+        return [f"{name} holds the published example value"]
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return [f"{name} must be at least {MIN_SECRET_BYTES} bytes"]
+    return []
+
+
+def _encryption_key_problems(keys: list[bytes]) -> list[str]:
+    if not keys:
+        return ["CARD_ENCRYPTION_KEYS holds no key"]
+    if any(key in _EXAMPLE_ENCRYPTION_KEYS or _is_example(key.decode()) for key in keys):
+        return ["CARD_ENCRYPTION_KEYS holds the published example key"]
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            return ["CARD_ENCRYPTION_KEYS must be url-safe base64 Fernet keys"]
+    return []

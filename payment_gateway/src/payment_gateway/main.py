@@ -17,6 +17,7 @@ from payment_gateway.api.problems import install_error_handlers
 from payment_gateway.api.rate_limit import create_rate_limiter
 from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
+from payment_gateway.api.security_headers import SecurityHeadersMiddleware
 from payment_gateway.bootstrap import build_services
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
@@ -50,6 +51,8 @@ def create_app(
         services = await build_services(settings, bank)
         if settings.seed_demo_merchants:
             await services.merchants.seed_demo_merchants()
+        elif settings.is_production:
+            await services.merchants.revoke_demo_keys()
         app.state.services = services
         app.state.rate_limiter = create_rate_limiter(settings)
         metrics = (
@@ -57,7 +60,11 @@ def create_app(
             if settings.metrics_port
             else None
         )
-        task = asyncio.create_task(services.reconciler.run_forever()) if run_reconciler else None
+        task = (
+            asyncio.create_task(services.reconciler.run_forever(services.card_data_eraser))
+            if run_reconciler
+            else None
+        )
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it all again and again under load.
         gc.collect()
@@ -93,6 +100,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # around the 413 too
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every request and answer
     return app
 

@@ -111,8 +111,18 @@ class Stack:
     services: list[Service] = field(default_factory=list)
 
 
+# Both sides get the shared key, so every e2e test runs the bank calls authenticated.
+BANK_API_KEY = "e2e-shared-bank-key-0123456789abcdef"
+BANK_AUTH = {"Authorization": f"Bearer {BANK_API_KEY}"}
+
+
 def bank_env(**overrides: str) -> dict[str, str]:
-    return {"PENDING_SETTLE_SECONDS": "1", "LOG_LEVEL": "INFO", **overrides}
+    return {
+        "PENDING_SETTLE_SECONDS": "1",
+        "LOG_LEVEL": "INFO",
+        "BANK_API_KEY": BANK_API_KEY,
+        **overrides,
+    }
 
 
 def gateway_env(workdir: Path, bank_url: str, **overrides: str) -> dict[str, str]:
@@ -125,6 +135,7 @@ def gateway_env(workdir: Path, bank_url: str, **overrides: str) -> dict[str, str
         "LOG_LEVEL": "DEBUG",
         "APP_ENV": "development",
         "METRICS_PORT": "0",  # test runs side by side must not compete for 9464
+        "BANK_API_KEY": BANK_API_KEY,
         **overrides,
     }
 

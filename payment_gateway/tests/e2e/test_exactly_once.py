@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Service, bank_env, free_port, gateway_env, start_service
+from .conftest import BANK_AUTH, Service, bank_env, free_port, gateway_env, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +155,7 @@ def test_gateway_killed_mid_call_resolves_after_restart_without_recharging(
                 break
             time.sleep(0.3)
         assert payment["status"] == "succeeded"
-        bank_view = httpx.get(f"{bank.url}/api/v1/deposits/{payment_id}").json()
+        bank_view = httpx.get(f"{bank.url}/api/v1/deposits/{payment_id}", headers=BANK_AUTH).json()
         assert payment["tracking_id"] == bank_view["transaction_id"]
         retry = httpx.post(f"{restarted.url}/api/v1/payments", json=BODY, headers=headers)
         assert retry.status_code == 201

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import Stack
+from .conftest import BANK_AUTH, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,9 @@ def test_each_final_outcome(stack: Stack, number: str, status: str, reason: str 
         reason,
         "EUR",
     )
-    bank_view = httpx.get(f"{stack.bank.url}/api/v1/deposits/{payment['id']}").json()
+    bank_view = httpx.get(
+        f"{stack.bank.url}/api/v1/deposits/{payment['id']}", headers=BANK_AUTH
+    ).json()
     assert bank_view["transaction_id"] == payment["tracking_id"]
     read = httpx.get(f"{stack.gateway.url}{response.headers['location']}", headers=MERCHANT)
     assert read.json() == payment
@@ -114,3 +116,21 @@ def test_state_changes_are_json_log_lines_with_request_ids(stack: Stack) -> None
     assert [e["status"] for e in mine] == ["init", "succeeded"]
     assert all(e["event"] == "payment_status_changed" for e in mine)
     assert all(e["request_id"] == "e2e-trace-7" for e in mine)
+
+
+def test_the_bank_refuses_callers_without_the_shared_key(stack: Stack) -> None:
+    # The gateway's payments above went through, so it sent the key; anyone else is refused.
+    body = {
+        "reference": "intruder-1",
+        "card": {"number": "4242424242424242", "expiry": "12/2042", "cvv": "123"},
+        "amount": 100,
+        "currency": "EUR",
+    }
+    refused = httpx.post(f"{stack.bank.url}/api/v1/deposit", json=body)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert httpx.get(f"{stack.bank.url}/api/v1/deposits/intruder-1").status_code == 401
+    assert (
+        httpx.get(f"{stack.bank.url}/api/v1/deposits/intruder-1", headers=BANK_AUTH).status_code
+        == 404
+    )

@@ -12,10 +12,18 @@ from pydantic import ValidationError
 PRODUCTION = {
     "APP_ENV": "production",
     "CARD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-    "IDEMPOTENCY_HASH_KEY": "a-long-random-hash-key",
+    "IDEMPOTENCY_HASH_KEY": "a-long-random-hash-key-of-32-bytes-or-more",
+    "BANK_API_KEY": "a-long-random-bank-key-of-32-bytes-or-more",
     "DATABASE_URL": "mysql+asyncmy://user:pass@db:3306/gateway",
+    "BANK_URL": "https://bank.example.net",
 }
-REQUIRED_IN_PRODUCTION = ["CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "DATABASE_URL"]
+REQUIRED_IN_PRODUCTION = [
+    "CARD_ENCRYPTION_KEYS",
+    "IDEMPOTENCY_HASH_KEY",
+    "BANK_API_KEY",
+    "DATABASE_URL",
+]
+REPO_ROOT = Path(__file__).parents[3]
 
 
 @pytest.fixture(autouse=True)
@@ -32,18 +40,14 @@ def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
-@pytest.mark.parametrize(
-    "missing", ["CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "DATABASE_URL"]
-)
+@pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
 def test_production_requires_each_secret(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
     set_env(monkeypatch, {k: v for k, v in PRODUCTION.items() if k != missing})
     with pytest.raises(ValidationError, match=missing):
         Settings()
 
 
-@pytest.mark.parametrize(
-    "missing", ["CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "DATABASE_URL"]
-)
+@pytest.mark.parametrize("missing", REQUIRED_IN_PRODUCTION)
 def test_production_rejects_empty_secrets(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
     set_env(monkeypatch, PRODUCTION | {missing: ""})
     with pytest.raises(ValidationError, match=missing):
@@ -63,9 +67,121 @@ def test_production_with_everything_set(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.seed_demo_merchants is False
     assert settings.effective_database_url == PRODUCTION["DATABASE_URL"]
     assert settings.encryption_keys == [PRODUCTION["CARD_ENCRYPTION_KEYS"].encode()]
-    assert settings.idempotency_key_bytes == b"a-long-random-hash-key"
+    assert settings.idempotency_key_bytes == PRODUCTION["IDEMPOTENCY_HASH_KEY"].encode()
     assert settings.effective_log_format == "json"
     assert list(tmp_path.iterdir()) == []  # no development secret was generated
+
+
+def example_values() -> dict[str, str]:
+    """The secrets .env.example publishes (anyone with the repository has them)."""
+    values = {}
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+@pytest.mark.parametrize("name", ["CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "BANK_API_KEY"])
+def test_production_refuses_the_published_example_secrets(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    example = example_values()[name]
+    set_env(monkeypatch, PRODUCTION | {name: example})
+    with pytest.raises(ValidationError, match=name) as caught:
+        Settings()
+    assert "example" in str(caught.value)
+    assert example not in str(caught.value)
+
+
+def test_the_example_encryption_key_is_refused_anywhere_in_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = f"{Fernet.generate_key().decode()},{example_values()['CARD_ENCRYPTION_KEYS']}"
+    set_env(monkeypatch, PRODUCTION | {"CARD_ENCRYPTION_KEYS": keys})
+    with pytest.raises(ValidationError, match="CARD_ENCRYPTION_KEYS"):
+        Settings()
+
+
+@pytest.mark.parametrize("name", ["IDEMPOTENCY_HASH_KEY", "BANK_API_KEY"])
+@pytest.mark.parametrize("value", ["x", "31-bytes-of-secret-0123456789ab"])
+def test_production_refuses_short_shared_secrets(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    set_env(monkeypatch, PRODUCTION | {name: value})
+    with pytest.raises(ValidationError, match=f"{name} must be at least 32 bytes"):
+        Settings()
+
+
+def test_a_32_byte_hash_key_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, PRODUCTION | {"IDEMPOTENCY_HASH_KEY": "k" * 32})
+    assert Settings().idempotency_key_bytes == b"k" * 32
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite+aiosqlite:///var/gateway.db", "sqlite:///:memory:", "sqlite+aiosqlite://"]
+)
+def test_production_refuses_sqlite(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    set_env(monkeypatch, PRODUCTION | {"DATABASE_URL": url})
+    with pytest.raises(ValidationError, match="DATABASE_URL must name a MySQL/MariaDB server"):
+        Settings()
+
+
+def test_production_refuses_a_plain_http_bank(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, PRODUCTION | {"BANK_URL": "http://bank.internal:8081"})
+    with pytest.raises(ValidationError, match="BANK_URL must be https"):
+        Settings()
+
+
+def test_bank_allow_insecure_permits_a_plain_http_bank(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(
+        monkeypatch,
+        PRODUCTION | {"BANK_URL": "http://bank.internal:8081", "BANK_ALLOW_INSECURE": "true"},
+    )
+    settings = Settings()
+    assert settings.bank_allow_insecure is True
+    assert settings.bank_url == "http://bank.internal:8081"
+
+
+def test_plain_http_bank_is_fine_in_development() -> None:
+    settings = Settings()
+    assert settings.bank_url.startswith("http://")
+    assert settings.bank_allow_insecure is False
+
+
+@pytest.mark.parametrize("url", ["ftp://bank", "bank.example.net", "file:///etc/passwd"])
+def test_bank_url_must_be_http_or_https(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("BANK_URL", url)
+    with pytest.raises(ValidationError, match="BANK_URL"):
+        Settings()
+
+
+SECRET = "Sup3rS3cretFragment"
+
+
+@pytest.mark.parametrize(
+    ("variable", "values"),
+    [
+        ("IDEMPOTENCY_HASH_KEY", {"IDEMPOTENCY_HASH_KEY": SECRET}),
+        ("BANK_API_KEY", {"BANK_API_KEY": SECRET}),
+        ("CARD_ENCRYPTION_KEYS", {"CARD_ENCRYPTION_KEYS": f"not-a-fernet-key-{SECRET}"}),
+        ("DATABASE_URL", {"DATABASE_URL": f"mysql+asyncmy://u:{SECRET}@db:port/x"}),
+        ("BANK_URL", {"BANK_URL": f"http://u:{SECRET}@bank.internal"}),
+        ("bank_timeout_seconds", {"BANK_TIMEOUT_SECONDS": SECRET}),
+    ],
+)
+def test_a_refused_start_names_the_variable_and_never_the_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, values: dict[str, str]
+) -> None:
+    set_env(monkeypatch, PRODUCTION | values)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert variable in message
+    # Not the value, nor any piece of it long enough to matter (pydantic used to print its tail).
+    for start in range(len(SECRET) - 5):
+        assert SECRET[start : start + 6] not in message
+    assert "input_value" not in message
 
 
 def test_production_with_demo_merchants_false(monkeypatch: pytest.MonkeyPatch) -> None:

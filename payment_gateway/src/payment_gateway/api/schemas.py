@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -16,11 +17,26 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from payment_gateway.domain.card import is_expired, normalize_pan, pan_problem
+from payment_gateway.domain.card import (
+    contains_card_number,
+    has_unsafe_characters,
+    is_expired,
+    normalize_pan,
+    pan_problem,
+)
 from payment_gateway.domain.money import MAX_AMOUNT, parse_currency
 from payment_gateway.domain.payment import Payment, PaymentRequest
 
 CARD_EXPIRED = "card_expired"
+UNSAFE_CHARACTERS = "unsafe_characters"
+
+
+def _safe_text(value: str | None) -> str | None:
+    if value is not None and has_unsafe_characters(value):
+        raise PydanticCustomError(
+            UNSAFE_CHARACTERS, "must not contain control or bidirectional formatting characters"
+        )
+    return value
 
 
 def _whole_number(value: Any) -> Any:
@@ -84,7 +100,16 @@ class CardCreate(BaseModel):
             examples=["123"],
         ),
     ]
-    holder_name: Annotated[str | None, Field(strict=True, max_length=100, repr=False)] = None
+    holder_name: Annotated[
+        str | None,
+        Field(
+            strict=True,
+            max_length=100,
+            repr=False,
+            description="No control or bidirectional formatting characters.",
+        ),
+        AfterValidator(_safe_text),
+    ] = None
 
     @field_validator("number")
     @classmethod
@@ -148,8 +173,24 @@ class PaymentCreate(BaseModel):
         ),
     ]
     reference: Annotated[
-        str | None, Field(strict=True, max_length=64, description="Your order id.")
+        str | None,
+        Field(
+            strict=True,
+            max_length=64,
+            description=(
+                "Your order id. Stored in clear, so it must not hold a card number (a Luhn-valid"
+                " run of 13 to 19 digits), control or bidirectional formatting characters."
+            ),
+        ),
+        AfterValidator(_safe_text),
     ] = None
+
+    @field_validator("reference")
+    @classmethod
+    def _no_card_number(cls, value: str | None) -> str | None:
+        if value is not None and contains_card_number(value):
+            raise PydanticCustomError("card_number_in_reference", "must not contain a card number")
+        return value
 
     @field_validator("currency")
     @classmethod

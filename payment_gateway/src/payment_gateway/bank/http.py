@@ -36,6 +36,7 @@ class HttpBankAdapter:
         timeout_seconds: float,
         *,
         max_connections: int = 200,
+        api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         base = httpx.URL(base_url.rstrip("/") + "/")
@@ -47,6 +48,7 @@ class HttpBankAdapter:
         phases = dict.fromkeys(("connect", "read", "write", "pool"), timeout_seconds)
         self._extensions = {"timeout": phases}
         self._transport = transport or _default_transport(base, max_connections)
+        self._auth_headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -114,7 +116,9 @@ class HttpBankAdapter:
         return _parse_answer(content, payment_id)
 
     async def _exchange(self, method: str, url: httpx.URL, body: bytes | None) -> tuple[int, bytes]:
-        headers = {"content-type": "application/json"} if body is not None else {}
+        headers = dict(self._auth_headers)
+        if body is not None:
+            headers["content-type"] = "application/json"
         request_id = current_request_id()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 PAN_MIN_LENGTH = 12
 PAN_MAX_LENGTH = 19
 _DIGITS = re.compile(r"[0-9]+")
+# A run of digits, single spaces or dashes allowed between them: how people write a card number.
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
+_DIGIT_SEPARATORS = str.maketrans("", "", " -")
+EMBEDDED_PAN_MIN_LENGTH = 13
+# Bidirectional formatting characters: they reorder how text is displayed, so a name or
+# reference could show an operator something other than what is stored (Trojan Source).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 
 def normalize_pan(raw: str) -> str:
@@ -39,6 +49,28 @@ def pan_problem(pan: str) -> str | None:
     if not luhn_valid(pan):
         return "is not a valid card number (Luhn check failed)"
     return None
+
+
+def contains_card_number(text: str) -> bool:
+    """Whether ``text`` holds a Luhn-valid run of 13 to 19 digits (spaces or dashes between).
+
+    Free text is stored in clear, so a card number in it would be a PAN at rest. A run of
+    exactly 13 to 19 digits is tested as a whole; an order number that happens to pass the
+    Luhn check (one in ten) is refused too, which is the price of never storing a PAN.
+    """
+    for match in _DIGIT_RUN.finditer(text):
+        digits = match.group().translate(_DIGIT_SEPARATORS)
+        if EMBEDDED_PAN_MIN_LENGTH <= len(digits) <= PAN_MAX_LENGTH and luhn_valid(digits):
+            return True
+    return False
+
+
+def has_unsafe_characters(text: str) -> bool:
+    """Control characters (NUL, ESC, CR, LF, tab, ...) or bidirectional formatting ones.
+
+    They could forge log lines, drive a terminal, or make a stored value display as another.
+    """
+    return any(char in BIDI_CONTROLS or unicodedata.category(char) == "Cc" for char in text)
 
 
 def card_brand(pan: str) -> str:

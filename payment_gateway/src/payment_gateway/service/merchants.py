@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from payment_gateway import audit
 from payment_gateway.audit import FailedAuthenticationLog
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
@@ -15,6 +17,8 @@ from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import GatewayError, Unauthorized
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import DuplicateMerchant, UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
 
 KEY_PREFIX_LENGTH = 12
 DEMO_MERCHANTS = {
@@ -129,6 +133,24 @@ class MerchantService:
                     await uow.commit()
                 except DuplicateMerchant:
                     pass  # another worker seeded it first
+
+    async def revoke_demo_keys(self) -> int:
+        """Revoke the demo merchants' keys, which a development run may have left active.
+
+        The keys are published in the README, so they are never a real credential: revoking
+        them (rather than refusing to start) cannot lock a merchant out, is safe when replicas
+        start together, and keeps the merchants' rows and payments for the record.
+        """
+        now = self._clock()
+        async with self._uow() as uow:
+            revoked = 0
+            for api_key in DEMO_MERCHANTS.values():
+                # Issued keys start with "pgw_": a demo key's prefix matches only itself.
+                revoked += await uow.merchants.revoke_key(key_prefix(api_key), now)
+            await uow.commit()
+        if revoked:
+            log.warning("demo_merchant_keys_revoked", count=revoked)
+        return revoked
 
 
 async def _register_key(uow: UnitOfWork, merchant: Merchant, api_key: str, now: datetime) -> None:

@@ -137,6 +137,9 @@ class UnitOfWork(Protocol):
     @property
     def merchants(self) -> MerchantRepository: ...
 
+    @property
+    def cards(self) -> CardRepository: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -190,4 +193,11 @@ class BankAdapter(Protocol):
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         """What the bank knows of the deposit: an answer, a fault, or None when it has none."""
+        ...
+
+
+class CardRepository(Protocol):
+    async def erase_card_data(self, created_before: datetime, limit: int, now: datetime) -> int:
+        """Erase the encrypted PAN and holder name of up to ``limit`` cards of terminal
+        payments created before ``created_before``; how many were erased."""
         ...

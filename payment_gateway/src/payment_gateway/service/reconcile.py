@@ -24,8 +24,12 @@ from payment_gateway.service.ports import (
     StatusTransition,
     UnitOfWorkFactory,
 )
+from payment_gateway.service.retention import CardDataEraser
 
 log = structlog.get_logger(__name__)
+
+# Retention counts in days: every 150 ticks (5 minutes at the default 2 s) is plenty.
+ERASE_CARD_DATA_EVERY_TICKS = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,7 @@ class Reconciler:
             await uow.commit()
         return count
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, card_data_eraser: CardDataEraser | None = None) -> None:
         """The background loop started by the app's lifespan; cancelled on shutdown."""
         ticks = 0
         while True:
@@ -130,6 +134,8 @@ class Reconciler:
                 await self.reconcile_due_payments()
                 if ticks % 100 == 0:
                     await self.release_expired_idempotency_keys()
+                if card_data_eraser is not None and ticks % ERASE_CARD_DATA_EVERY_TICKS == 0:
+                    await card_data_eraser.erase_expired()
             except asyncio.CancelledError:
                 raise
             except Exception:

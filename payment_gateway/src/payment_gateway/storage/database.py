@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+# Modes of the files that hold card data or the keys to it: this user only.
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
 
 # Execution option marking a transaction that only reads (SQLite then skips the write lock).
 READ_ONLY = "gateway_read_only"
@@ -68,10 +73,19 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     )
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by this user only (SQLite would use the umask).
+
+    SQLite gives its -wal and -shm files the mode of the database file, so they follow.
+    """
+    path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+
+
 def _sqlite_engine(url: str) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(Path(database))
     engine = create_async_engine(
         url,
         # A file database gains nothing from pooling across threads; NullPool keeps each

@@ -366,3 +366,39 @@ class SqlMerchantRepository:
             .values(revoked_at=now)
         )
         return int((await self._connection.execute(statement)).rowcount)
+
+
+_TERMINAL = sorted(status.value for status in PaymentStatus if status.is_terminal)
+
+
+class SqlCardRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def erase_card_data(self, created_before: datetime, limit: int, now: datetime) -> int:
+        """Empty the encrypted PAN and holder name of up to ``limit`` cards.
+
+        Only cards of terminal payments created before ``created_before``; last four, brand
+        and expiry stay, so the payment still reads as before. Safe for replicas to run at
+        once: a card already erased is left alone and not counted.
+        """
+        due = (
+            select(cards.c.id)
+            .join(payments, payments.c.card_id == cards.c.id)
+            .where(
+                cards.c.erased_at.is_(None),
+                cards.c.created_at < created_before,
+                payments.c.status.in_(_TERMINAL),
+            )
+            .order_by(cards.c.created_at)
+            .limit(limit)
+        )
+        ids = list((await self._connection.scalars(due)).all())
+        if not ids:
+            return 0
+        erase = (
+            update(cards)
+            .where(cards.c.id.in_(ids), cards.c.erased_at.is_(None))
+            .values(pan_encrypted=b"", holder_name_encrypted=None, erased_at=now)
+        )
+        return int((await self._connection.execute(erase)).rowcount)

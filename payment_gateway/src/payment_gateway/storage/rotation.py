@@ -30,7 +30,8 @@ async def rotate_card_keys(engine: AsyncEngine, vault: CardVault, *, batch_size:
             rows = (
                 await connection.execute(
                     select(cards.c.id, cards.c.pan_encrypted, cards.c.holder_name_encrypted)
-                    .where(cards.c.id > last_id)
+                    # Erased cards (retention) have nothing left to re-encrypt.
+                    .where(cards.c.id > last_id, cards.c.erased_at.is_(None))
                     .order_by(cards.c.id)
                     .limit(batch_size)
                 )

@@ -97,6 +97,10 @@ cards = Table(
     Column("expiry_month", SmallInteger(), nullable=False),
     Column("expiry_year", SmallInteger(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # When the retention job emptied pan_encrypted and holder_name_encrypted (NULL: kept).
+    Column("erased_at", UTCDateTime(), nullable=True),
+    # The retention job's range scan reads only cards not yet erased, oldest first.
+    Index(None, "erased_at", "created_at"),
 )
 
 payments = Table(

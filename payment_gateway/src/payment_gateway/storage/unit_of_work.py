@@ -12,7 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_gateway.service.errors import StorageUnavailable
 from payment_gateway.storage.database import READ_ONLY, autocommit_engine
-from payment_gateway.storage.repositories import SqlMerchantRepository, SqlPaymentRepository
+from payment_gateway.storage.repositories import (
+    SqlCardRepository,
+    SqlMerchantRepository,
+    SqlPaymentRepository,
+)
 
 # MySQL/MariaDB: lock wait timeout, deadlock. The server rolled the work back: retry is safe.
 _CONTENTION_ERRORS = frozenset({1205, 1213})
@@ -35,6 +39,7 @@ class SqlUnitOfWork:
 
     payments: SqlPaymentRepository
     merchants: SqlMerchantRepository
+    cards: SqlCardRepository
 
     def __init__(
         self, engine: AsyncEngine, *, read_only: bool = False, autocommit: bool = False
@@ -55,6 +60,7 @@ class SqlUnitOfWork:
         self._connection = connection
         self.payments = SqlPaymentRepository(connection)
         self.merchants = SqlMerchantRepository(connection)
+        self.cards = SqlCardRepository(connection)
         return self
 
     async def __aexit__(

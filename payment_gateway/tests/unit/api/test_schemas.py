@@ -236,6 +236,14 @@ def test_holder_name_accepted(name: str | None) -> None:
     assert parse(payload(card__holder_name=name)).card.holder_name == name
 
 
+UNSAFE = ["\x00", "\x1b[2J", "a\r\nb", "\t", "\u202e", "\u2066", "\u200f", "\u061c"]
+
+
+@pytest.mark.parametrize("unsafe", UNSAFE)
+def test_holder_name_with_control_or_bidi_characters_rejected(unsafe: str) -> None:
+    rejected_on(payload(card__holder_name=f"John{unsafe}Doe"), "card.holder_name")
+
+
 def test_holder_name_absent_is_ok() -> None:
     assert parse(payload(card__holder_name=MISSING)).card.holder_name is None
 
@@ -279,6 +287,23 @@ def test_reference_too_long() -> None:
 
 @pytest.mark.parametrize("reference", ["r" * 64, "", None])
 def test_reference_accepted(reference: str | None) -> None:
+    assert parse(payload(reference=reference)).reference == reference
+
+
+@pytest.mark.parametrize(
+    "reference", ["4242424242424242", "order 4242 4242 4242 4242", "4000-0000-0000-0002"]
+)
+def test_reference_holding_a_card_number_rejected(reference: str) -> None:
+    rejected_on(payload(reference=reference), "reference")
+
+
+@pytest.mark.parametrize("unsafe", UNSAFE)
+def test_reference_with_control_or_bidi_characters_rejected(unsafe: str) -> None:
+    rejected_on(payload(reference=f"order{unsafe}1"), "reference")
+
+
+@pytest.mark.parametrize("reference", ["4242424242424241", "order-2026-11-25-0001"])
+def test_reference_with_digits_that_are_no_card_number_accepted(reference: str) -> None:
     assert parse(payload(reference=reference)).reference == reference
 
 

@@ -309,3 +309,28 @@ async def test_an_https_bank_uses_a_tls_capable_transport() -> None:
             assert await adapter.inquire("p-1") is BankFault.UNCERTAIN
         finally:
             await adapter.aclose()
+
+
+async def test_the_bank_api_key_goes_with_every_call(recorder: Recorder, make_request: Any) -> None:
+    bank = HttpBankAdapter(
+        BANK_URL, 2.0, api_key="shared-bank-key", transport=httpx.MockTransport(recorder)
+    )
+    recorder.handler = answer()
+    try:
+        await bank.deposit("p-1", make_request())
+        await bank.inquire("p-1")
+    finally:
+        await bank.aclose()
+    assert [request.headers.get("authorization") for request in recorder.requests] == [
+        "Bearer shared-bank-key",
+        "Bearer shared-bank-key",
+    ]
+
+
+async def test_without_a_bank_api_key_no_authorization_is_sent(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+) -> None:
+    recorder.handler = answer()
+    await adapter.deposit("p-1", make_request())
+    await adapter.inquire("p-1")
+    assert all("authorization" not in request.headers for request in recorder.requests)

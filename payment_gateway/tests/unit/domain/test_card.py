@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from payment_gateway.domain.card import (
+    BIDI_CONTROLS,
     CardSummary,
     card_brand,
+    contains_card_number,
+    has_unsafe_characters,
     is_expired,
     luhn_valid,
     mask_last4,
@@ -184,3 +187,62 @@ def test_card_summary_masks_whatever_the_length() -> None:
 )
 def test_is_expired(month: int, year: int, now: datetime, expired: bool) -> None:
     assert is_expired(month, year, now) is expired
+
+
+# --- free text: card numbers and unsafe characters --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        "4242-4242-4242-4242",
+        "order 4000-0000-0000-0002 paid",
+        "4222222222222",  # 13 digits
+        "6011000990139424",
+        "4" + "0" * 17 + "6",  # 19 digits (the Luhn check digit for 4 followed by 17 zeros)
+        "ref:378282246310005",  # 15-digit amex
+    ],
+)
+def test_a_card_number_in_free_text_is_found(text: str) -> None:
+    assert contains_card_number(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order-1234",
+        "4242424242424241",  # fails the Luhn check
+        "424242424242",  # 12 digits: too short to be what a merchant would paste
+        "42424242424242424242",  # 20 digits: longer than any card number
+        "2026-11-25 12:00",
+        "4242  4242 4242 4242",  # two spaces break the run
+        "",
+    ],
+)
+def test_free_text_without_a_card_number_passes(text: str) -> None:
+    assert not contains_card_number(text)
+
+
+@given(st.text(alphabet="0123456789", min_size=13, max_size=19))
+def test_any_luhn_valid_run_is_found_whatever_the_separators(digits: str) -> None:
+    spaced = " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    assert contains_card_number(f"x{spaced}x") == luhn_valid(digits)
+
+
+@pytest.mark.parametrize(
+    "char", ["\x00", "\x1b", "\r", "\n", "\t", "\x7f", "\x85", *sorted(BIDI_CONTROLS)]
+)
+def test_control_and_bidi_characters_are_unsafe(char: str) -> None:
+    assert has_unsafe_characters(f"John{char}Doe")
+
+
+def test_the_bidi_set_is_the_documented_one() -> None:
+    expected = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+    assert {ord(char) for char in BIDI_CONTROLS} == expected
+
+
+@pytest.mark.parametrize("text", ["John Doe", "Zoë Ångström", "محمد", "O'Brien-Smith", ""])
+def test_ordinary_names_are_safe(text: str) -> None:
+    assert not has_unsafe_characters(text)

@@ -1,0 +1,60 @@
+"""BANK_API_KEY: a shared-secret bearer on every /api/v1 route, compared in constant time."""
+
+from __future__ import annotations
+
+import pytest
+from bank_simulator.auth import bearer_token
+
+KEY = "simulator-shared-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def guarded(make_client):
+    async with make_client(bank_api_key=KEY) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", f"Basic {KEY}", "Bearer wrong-key", f"Bearer {KEY}x", KEY],
+)
+async def test_deposit_without_the_key_is_refused(guarded, deposit_body, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await guarded.post("/api/v1/deposit", json=deposit_body(), headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    problem = response.json()
+    assert problem["status"] == 401
+    assert problem["type"].endswith("unauthorized")
+    assert len(guarded.ledger) == 0  # nothing was recorded
+
+
+async def test_inquiry_without_the_key_is_refused(guarded, deposit_body):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert (await guarded.post("/api/v1/deposit", json=deposit_body(), headers=headers)).is_success
+    assert (await guarded.get("/api/v1/deposits/ref-1")).status_code == 401
+    answer = await guarded.get("/api/v1/deposits/ref-1", headers=headers)
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+async def test_deposit_with_the_key_is_accepted(guarded, deposit_body, scheme):
+    headers = {"Authorization": f"{scheme} {KEY}"}
+    response = await guarded.post("/api/v1/deposit", json=deposit_body(), headers=headers)
+    assert response.status_code == 201
+
+
+async def test_health_needs_no_key(guarded):
+    assert (await guarded.get("/healthz")).status_code == 200
+
+
+async def test_without_a_configured_key_everything_is_open(client, deposit_body):
+    assert (await client.post("/api/v1/deposit", json=deposit_body())).status_code == 201
+
+
+def test_bearer_token_parsing():
+    assert bearer_token(b"Bearer abc") == b"abc"
+    assert bearer_token(b"bearer   abc ") == b"abc"
+    assert bearer_token(b"Basic abc") is None
+    assert bearer_token(b"Bearer") is None
