@@ -10,9 +10,7 @@ from bench.results import Latency
 from bench.wrk import parse_wrk_output
 
 
-def wrk_output(
-    statuses: dict[str, int], *, sent: int, responses: int, unexpected: int = 0
-) -> str:
+def wrk_output(statuses: dict[str, int], *, sent: int, responses: int, unexpected: int = 0) -> str:
     result = {
         "duration_us": 3_002_500,
         "responses": responses,
@@ -48,7 +46,7 @@ def test_the_result_line_is_read_in_milliseconds_and_seconds() -> None:
     assert result.unexpected == 7
 
 
-def test_a_flooder_counts_its_refusals_per_second_and_not_as_unexpected() -> None:
+def test_answers_per_second_of_one_status() -> None:
     result = parse_wrk_output(
         wrk_output({"201": 600, "429": 30_020}, sent=30_650, responses=30_620)
     )
