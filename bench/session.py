@@ -9,14 +9,14 @@
    payments/s, latency, errors, CPU per payment (/proc), database statements per payment and
    the RSS of every process;
 4. checks that every payment answered 2xx is in the database (nothing lost);
-4b. the fair-use runs (bench/fair_use.py): a gateway with the rate limits on, where a second
+5. the fair-use runs (bench/fair_use.py): a gateway with the rate limits on, where a second
    merchant's latency is measured alone and while the first merchant floods;
-5. measures the reference "limit": the bank simulator alone and a bare FastAPI endpoint
+6. measures the reference "limit": the bank simulator alone and a bare FastAPI endpoint
    (bench/bare_app.py) with the same uvicorn settings, and prints the ratios;
-6. writes bench/results/latest.{md,json} (plus a timestamped copy) and the service logs.
+7. writes bench/results/latest.{md,json} (plus a timestamped copy) and the service logs.
 
 Processes, the database and the database user are always cleaned up, even on Ctrl-C.
-``--only fair-use`` runs steps 1, 2 (without the gateway) and 4b.
+``--only fair-use`` runs steps 1, 2 (without the gateway), 5 and 7.
 """
 
 from __future__ import annotations
