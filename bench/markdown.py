@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.results import Integrity, MemoryRow, Ratios, Report, RunResult, Verdict
+from bench.results import (
+    FairUse,
+    FairUseRun,
+    Integrity,
+    MemoryRow,
+    Ratios,
+    Report,
+    RunResult,
+    TargetCheck,
+    Verdict,
+)
 
 BACKGROUND_NOTE_PCT = 5  # note runs where other processes used more of the CPU
 OTHER_CLIENTS_NOTE_SHARE = 0.05  # note runs where other database clients sent more statements
@@ -19,20 +29,18 @@ VERDICT_EXPLANATIONS: dict[Verdict, str] = {
 
 
 def render_markdown(report: Report) -> str:
-    lines = [
-        *_header(report),
-        *_gateway_table(report.runs),
-        *_limits_table(report.limits),
-        *_ratios(report.ratios),
-        *_integrity(report.integrity),
-        *_memory_table(report),
-        "",
-        "### Targets (issue 5)",
-        "",
-        "| target | value | met |",
-        "| --- | --- | --- |",
-        *(f"| {t.target} | {t.value} | {'yes' if t.met else '**no**'} |" for t in report.targets),
-    ]
+    lines = _header(report)
+    if report.runs:  # not with --only
+        lines += [*_gateway_table(report.runs), *_limits_table(report.limits)]
+        lines += _ratios(report.ratios)
+    if report.integrity is not None:
+        lines += _integrity(report.integrity)
+    if report.fair_use is not None:
+        lines += _fair_use(report.fair_use)
+    if report.memory:
+        lines += _memory_table(report)
+    if report.targets:
+        lines += ["", "### Targets (issue 5)", "", *_targets_table(report.targets)]
     notes = report_notes(report)
     if notes:
         lines += ["", "### Notes", "", *[f"- {note}" for note in notes]]
@@ -53,6 +61,14 @@ def _header(report: Report) -> list[str]:
         f"Everything on one machine over loopback: gateway ({o.gateway_workers} uvicorn "
         "workers, uvloop, httptools), bank simulator (1 worker), MariaDB and wrk "
         f"(`-t{o.threads}`, {o.duration} s per run after a {o.warmup} s warm-up).",
+    ]
+
+
+def _targets_table(targets: Sequence[TargetCheck]) -> list[str]:
+    return [
+        "| target | value | met |",
+        "| --- | --- | --- |",
+        *(f"| {t.target} | {t.value} | {'yes' if t.met else '**no**'} |" for t in targets),
     ]
 
 
@@ -133,6 +149,44 @@ def _integrity(i: Integrity) -> list[str]:
     ]
 
 
+STORAGE_LABELS = {"memory": "memory (per worker)", "redis": "Redis (shared)"}
+
+
+def _fair_use(fair_use: FairUse) -> list[str]:
+    first = fair_use.runs[0]
+    return [
+        "",
+        "### Fair use: one merchant floods (issue 8)",
+        "",
+        f"A gateway of its own with the rate limits on ({first.rate_limit_per_second} "
+        f"requests/s per API key, burst {first.rate_limit_burst}). The second merchant: "
+        f"{first.quiet.connections} connections, each pausing {first.quiet.delay_ms} ms before "
+        "its next request, alone and then while the first merchant sends on "
+        f"{first.flooder.connections} connections as fast as answers come (from one rate-limit "
+        "window before the second's run to a second after it; 429 is expected for it).",
+        "",
+        "| counters | quiet p50 ms | quiet p99 ms | under flood p50 ms | under flood p99 ms "
+        "| p99 flood/quiet | flooder 2xx/s | flooder 429/s | other merchant req/s quiet / flood "
+        "| gateway CPU ms/answer quiet / flood | machine busy quiet / flood |",
+        "| --- |" + " ---: |" * 10,
+        *(_fair_use_line(run) for run in fair_use.runs),
+        "",
+        *_targets_table(fair_use.targets),
+    ]
+
+
+def _fair_use_line(run: FairUseRun) -> str:
+    quiet, flooded = run.quiet.latency_ms, run.flooded.latency_ms
+    return (
+        f"| {STORAGE_LABELS[run.storage]} | {quiet.p50:.1f} | {quiet.p99:.1f} "
+        f"| {flooded.p50:.1f} | {flooded.p99:.1f} | {run.p99_ratio:.2f} "
+        f"| {run.flooder.ok_per_second:,.0f} | {run.flooder.limited_per_second:,.0f} "
+        f"| {run.quiet.ok_per_second:.0f} / {run.flooded.ok_per_second:.0f} "
+        f"| {run.gateway_cpu_ms_per_answer_quiet:.2f} / {run.gateway_cpu_ms_per_answer_flood:.2f} "
+        f"| {run.machine_busy_pct_quiet:.0f} % / {run.machine_busy_pct_flood:.0f} % |"
+    )
+
+
 def _memory_table(report: Report) -> list[str]:
     return [
         "",
@@ -188,6 +242,32 @@ def report_notes(report: Report) -> list[str]:
         )
     for r in (*report.runs, *report.limits):
         notes += _run_notes(r)
+    for run in report.fair_use.runs if report.fair_use else ():
+        notes += _fair_use_notes(run)
+    return notes
+
+
+def _fair_use_notes(run: FairUseRun) -> list[str]:
+    name = f"fair use ({run.storage})"
+    notes = []
+    if run.background_cpu_pct > BACKGROUND_NOTE_PCT:
+        notes.append(
+            f"'{name}': processes outside the benchmark used {run.background_cpu_pct:.0f} % "
+            "of the machine's CPU during the run: the latencies are higher than on a quiet "
+            "machine"
+        )
+    for phase, load in (
+        ("second merchant alone", run.quiet),
+        ("second merchant under flood", run.flooded),
+        ("flooder", run.flooder),
+    ):
+        errors = sum(load.socket_errors.values())
+        if load.unexpected or errors:
+            codes = {c: n for c, n in load.statuses.items() if not c.startswith("2")}
+            notes.append(
+                f"'{name}', {phase}: {load.unexpected} answer(s) with an unexpected status, "
+                f"{errors} socket error(s); non-2xx by status: {codes}"
+            )
     return notes
 
 

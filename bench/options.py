@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from typing import Literal
+
+Selection = Literal["fair-use"]  # the part of the benchmark --only runs
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,7 @@ class Options:
     gateway_workers: int
     keep_db: bool
     quick: bool
+    only: Selection | None = None  # None: everything
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -41,6 +45,12 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--keep-db", action="store_true", help="keep the benchmark database afterwards"
     )
+    parser.add_argument(
+        "--only",
+        choices=["fair-use"],
+        help="run only this part: fair-use = the flooding-merchant runs with rate limits on "
+        "(results go to results/latest-fair-use.* and do not replace latest)",
+    )
     args = parser.parse_args(argv)
     # "is not None": an explicit 0 is refused below, not taken for the default.
     duration: int = args.duration if args.duration is not None else (3 if args.quick else 15)
@@ -56,4 +66,5 @@ def parse_args(argv: list[str] | None) -> Options:
         gateway_workers=args.gateway_workers,
         keep_db=args.keep_db,
         quick=args.quick,
+        only=args.only,
     )

@@ -10,6 +10,8 @@ from bench.memory import MAX_RSS_GROWTH, MAX_WORKER_RSS_MIB
 from bench.options import Options
 from bench.paths import RESULTS_DIR
 from bench.results import (
+    FairUse,
+    FairUseRun,
     Integrity,
     LogSummary,
     Machine,
@@ -28,6 +30,9 @@ TARGET_P99_MS = 150
 TARGET_CPU_MS_PER_PAYMENT = 1.0
 TARGET_BARE_FRACTION = 1 / 16
 STRETCH_PAYMENTS_PER_SECOND = 1750
+# Issue 8: a merchant flooding the gateway leaves another's p99 within this factor of its
+# figure on a quiet gateway.
+MAX_FLOODED_P99_RATIO = 2
 
 
 def build_report(
@@ -35,14 +40,17 @@ def build_report(
     machine: Machine,
     runs: Sequence[RunResult],
     limits: Sequence[RunResult],
-    integrity: Integrity,
+    integrity: Integrity | None,
     memory: Sequence[MemoryRow],
     memory_kind: MemoryKind,
     logs: Sequence[LogSummary],
     environment: Mapping[str, str],
     started: datetime,
     elapsed_s: float,
+    fair_use: Sequence[FairUseRun] | None = None,
 ) -> Report:
+    """The report; ``runs``, ``limits`` and ``integrity`` are empty (None) with --only, and
+    ``fair_use`` is None when the fair-use runs were not made."""
     return Report(
         date=started.isoformat(timespec="seconds"),
         elapsed_s=round(elapsed_s, 1),
@@ -56,8 +64,11 @@ def build_report(
         integrity=integrity,
         memory_kind=memory_kind,
         memory=tuple(memory),
-        targets=check_targets(runs, limits, integrity, memory, memory_kind),
+        targets=check_targets(runs, limits, integrity, memory, memory_kind) if integrity else (),
         logs=tuple(logs),
+        fair_use=None
+        if fair_use is None
+        else FairUse(tuple(fair_use), check_fair_use_targets(fair_use)),
     )
 
 
@@ -69,6 +80,8 @@ def headline_run(runs: Sequence[RunResult]) -> RunResult:
 
 
 def ratios(runs: Sequence[RunResult], limits: Sequence[RunResult]) -> Ratios:
+    if not runs:
+        return Ratios(gateway_over_bare=None, gateway_over_bank=None)
     headline = headline_run(runs)
     bare = next((r for r in limits if r.target == "bare"), None)
     bank = next((r for r in limits if r.target == "bank"), None)
@@ -153,10 +166,26 @@ def check_targets(
     return tuple(targets)
 
 
+def check_fair_use_targets(runs: Sequence[FairUseRun]) -> tuple[TargetCheck, ...]:
+    return tuple(
+        TargetCheck(
+            f"other merchant's p99 under flood <= {MAX_FLOODED_P99_RATIO}x quiet "
+            f"({run.storage} counters)",
+            f"{run.p99_ratio:.2f}x ({run.quiet.latency_ms.p99:.1f} -> "
+            f"{run.flooded.latency_ms.p99:.1f} ms)",
+            run.p99_ratio <= MAX_FLOODED_P99_RATIO,
+        )
+        for run in runs
+    )
+
+
 def result_names(report: Report) -> list[str]:
-    """A quick run only replaces latest-quick; a real one, latest and a timestamped copy."""
+    """A quick run only replaces latest-quick, a partial one (--only) latest-<part>; a full
+    one replaces latest and keeps a timestamped copy."""
     if report.quick:
         return ["latest-quick"]
+    if report.options.only:
+        return [f"latest-{report.options.only}"]
     return ["latest", datetime.fromisoformat(report.date).strftime("%Y%m%dT%H%M%SZ")]
 
 

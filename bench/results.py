@@ -1,7 +1,9 @@
 """The benchmark report as typed records, and its JSON form (``results/*.json``).
 
 The JSON layout is the one every stored result has: the field names and their order here are
-the keys and their order in the files, so old results load and new ones read the same.
+the keys and their order in the files, so old results load and new ones read the same. Fields
+added later have a default and are left out of the JSON while they hold it (``exclude_defaults``),
+so an old result is written back byte for byte.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ LoadMode = Literal["payments", "mixed", "deposit"]  # the modes of load.lua
 CountMethod = Literal["user_statistics", "global_questions"]
 Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
 MemoryKind = Literal["soak", "runs"]
+RateLimitStorage = Literal["memory", "redis"]  # where the fair-use gateway counts requests
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,48 @@ class Ratios:
 
 
 @dataclass(frozen=True)
+class MerchantLoad:
+    """One merchant's wrk run in the fair-use measurement."""
+
+    merchant: str  # which demo merchant: "first" or "second"
+    connections: int
+    delay_ms: int  # each connection's pause before its next request; 0: as fast as it can
+    duration_s: float
+    sent: int
+    responses: int
+    statuses: Mapping[str, int]  # answers per HTTP status code
+    unexpected: int  # answers with a status other than the expected ones (2xx; and 429 flooding)
+    socket_errors: Mapping[str, int]  # connect/read/write/timeout
+    ok_per_second: float  # 2xx answers per second
+    limited_per_second: float  # 429 answers per second
+    latency_ms: Latency  # of every answer, 429s included
+
+
+@dataclass(frozen=True)
+class FairUseRun:
+    """A gateway with rate limits on: the second merchant alone, then beside a flooding first."""
+
+    storage: RateLimitStorage
+    rate_limit_per_second: int
+    rate_limit_burst: int
+    quiet: MerchantLoad  # the second merchant alone
+    flooded: MerchantLoad  # the second merchant while the first floods
+    flooder: MerchantLoad  # the first merchant, over the whole flood
+    p99_ratio: float  # flooded p99 / quiet p99
+    gateway_cpu_ms_per_answer_quiet: float
+    gateway_cpu_ms_per_answer_flood: float  # mostly 429s
+    machine_busy_pct_quiet: float  # all cores busy = 100
+    machine_busy_pct_flood: float
+    background_cpu_pct: float  # the higher of the two phases
+
+
+@dataclass(frozen=True)
+class FairUse:
+    runs: tuple[FairUseRun, ...]
+    targets: tuple[TargetCheck, ...]  # issue 8: the other merchant's p99 under a flood
+
+
+@dataclass(frozen=True)
 class Report:
     date: str  # ISO 8601, UTC, seconds
     elapsed_s: float
@@ -151,11 +196,12 @@ class Report:
     runs: tuple[RunResult, ...]  # against the gateway
     limits: tuple[RunResult, ...]  # the reference limit: bank alone, bare endpoint
     ratios: Ratios
-    integrity: Integrity
+    integrity: Integrity | None  # None when the headline runs were not selected (--only)
     memory_kind: MemoryKind  # the memory table covers the soak, or the gateway runs
     memory: tuple[MemoryRow, ...]
     targets: tuple[TargetCheck, ...]
     logs: tuple[LogSummary, ...]
+    fair_use: FairUse | None = None  # results from before the fair-use run have none
 
 
 _REPORT = TypeAdapter(Report)
@@ -167,7 +213,7 @@ def report_from_json(text: str) -> Report:
 
 def report_to_json(report: Report) -> str:
     """The report as the bench writes it: indented, keys in field order, newline-terminated."""
-    data = _REPORT.dump_python(report, mode="json", by_alias=True)
+    data = _REPORT.dump_python(report, mode="json", by_alias=True, exclude_defaults=True)
     return json.dumps(data, indent=2) + "\n"
 
 

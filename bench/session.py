@@ -9,11 +9,14 @@
    payments/s, latency, errors, CPU per payment (/proc), database statements per payment and
    the RSS of every process;
 4. checks that every payment answered 2xx is in the database (nothing lost);
-5. measures the reference "limit": the bank simulator alone and a bare FastAPI endpoint
+5. the fair-use runs (bench/fair_use.py): a gateway with the rate limits on, where a second
+   merchant's latency is measured alone and while the first merchant floods;
+6. measures the reference "limit": the bank simulator alone and a bare FastAPI endpoint
    (bench/bare_app.py) with the same uvicorn settings, and prints the ratios;
-6. writes bench/results/latest.{md,json} (plus a timestamped copy) and the service logs.
+7. writes bench/results/latest.{md,json} (plus a timestamped copy) and the service logs.
 
 Processes, the database and the database user are always cleaned up, even on Ctrl-C.
+``--only fair-use`` runs steps 1, 2 (without the gateway), 5 and 7.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.fair_use import measure_fair_use
 from bench.logscan import scan_log
 from bench.machine import machine_info
 from bench.mariadb import BenchDatabase, MariaDB
@@ -37,7 +41,7 @@ from bench.options import Options, parse_args
 from bench.paths import BENCH_DIR, REPO, RESULTS_DIR
 from bench.progress import log
 from bench.report import build_report, write_results
-from bench.results import LoadMode, MemoryRow, Report, RunResult, ServiceName
+from bench.results import Integrity, LoadMode, MemoryRow, Report, RunResult, ServiceName
 from bench.services import start_service, stop_service, wait_until_ready
 from bench.wrk import ensure_wrk
 
@@ -58,7 +62,7 @@ def gateway_environment(db: BenchDatabase, bank_url: str, data_dir: Path) -> dic
         "AUTO_MIGRATE": "true",
         "RECONCILE_INTERVAL_SECONDS": str(RECONCILE_INTERVAL_SECONDS),
         "APP_ENV": "development",
-        # One merchant drives the whole load here; the flooding-merchant run turns limits on.
+        # One merchant drives the whole load here; the fair-use runs turn limits on.
         "RATE_LIMIT_ENABLED": "false",
     }
 
@@ -95,7 +99,8 @@ def terminate_on_signals() -> Iterator[None]:
 def start_stack(
     options: Options, harness: Harness, db: BenchDatabase, workdir: Path
 ) -> dict[str, str]:
-    """Database, bank simulator and gateway, ready to serve; returns the gateway's environment."""
+    """Database, bank simulator and (unless --only) the gateway, ready to serve; returns the
+    gateway's environment."""
     db.create()
     method = "userstat" if db.userstat else "global Questions"
     log(f"database {db.name} (statement counting: {method})")
@@ -104,6 +109,8 @@ def start_stack(
     )
     wait_until_ready(bank, workers=1)
     environment = gateway_environment(db, bank.url, workdir / "gateway-data")
+    if options.only:
+        return environment
     harness.services["gateway"] = gateway = start_service(
         "gateway", "payment_gateway.main:app", workers=options.gateway_workers, env=environment
     )
@@ -191,17 +198,22 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
     started = datetime.now(UTC)
     clock = time.monotonic()
     environment = start_stack(options, harness, db, workdir)
-    runs, memory = measure_gateway(options, harness)
+    runs: list[RunResult] = []
+    memory: list[MemoryRow] = []
+    integrity: Integrity | None = None
+    if not options.only:
+        runs, memory = measure_gateway(options, harness)
+        log("waiting for open payments to settle, then counting rows")
+        integrity = check_integrity(db, harness.gateway_wrk)
+        log(
+            f"  rows {integrity.payment_rows:,}, 2xx {integrity.answered_2xx:,}, "
+            f"in flight {integrity.unanswered}: {integrity.verdict}"
+        )
+        stop_service(harness.services["gateway"])
 
-    log("waiting for open payments to settle, then counting rows")
-    integrity = check_integrity(db, harness.gateway_wrk)
-    log(
-        f"  rows {integrity.payment_rows:,}, 2xx {integrity.answered_2xx:,}, "
-        f"in flight {integrity.unanswered}: {integrity.verdict}"
-    )
-    stop_service(harness.services["gateway"])
-
-    limits = measure_limits(options, harness)
+    # After the integrity check: its payments are not among the headline runs' rows.
+    fair_use = measure_fair_use(harness, environment)
+    limits = [] if options.only else measure_limits(options, harness)
     return build_report(
         options,
         machine_info(db.version(), harness.wrk),
@@ -214,6 +226,7 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         redact(environment, db.password),
         started,
         time.monotonic() - clock,
+        fair_use,
     )
 
 

@@ -7,8 +7,10 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from payment_gateway.service.merchants import DEMO_MERCHANTS
 
 from bench.paths import LOAD_SCRIPT, RESULTS_DIR
 from bench.progress import log
@@ -17,6 +19,9 @@ from bench.results import Latency, LoadMode
 WRK_TIMEOUT = "10s"
 RESULT_PREFIX = "WRK_JSON "  # the line load.lua's done() prints
 SOCKET_ERROR_KINDS = ("connect", "read", "write", "timeout")  # "status" is in the statuses
+# The demo merchants' API keys (DEMO_MERCHANTS=true seeds them).
+FIRST_MERCHANT_TOKEN = DEMO_MERCHANTS["merchant_one"]
+SECOND_MERCHANT_TOKEN = DEMO_MERCHANTS["merchant_two"]
 
 
 def ensure_wrk() -> str:
@@ -46,12 +51,16 @@ class WrkResult:
     sent: int  # requests built by the Lua script
     responses: int  # answers received
     statuses: Mapping[str, int]
+    unexpected: int  # answers with a status the run did not expect (load.lua's expect=)
     socket_errors: Mapping[str, int]  # connect/read/write/timeout
     latency_ms: Latency
 
     @property
     def ok_2xx(self) -> int:
         return sum(count for code, count in self.statuses.items() if code.startswith("2"))
+
+    def per_second(self, status: str) -> float:
+        return self.statuses.get(status, 0) / self.duration_s
 
     @property
     def non_2xx(self) -> int:
@@ -64,9 +73,24 @@ class WrkResult:
 
 
 def run_wrk(
-    wrk: str, url: str, mode: LoadMode, *, connections: int, seconds: int, threads: int, label: str
+    wrk: str,
+    url: str,
+    mode: LoadMode,
+    *,
+    connections: int,
+    seconds: int,
+    threads: int,
+    label: str,
+    token: str = FIRST_MERCHANT_TOKEN,
+    expect: Sequence[str] = ("2xx",),
+    delay_ms: int = 0,
 ) -> WrkResult:
+    """One wrk run; ``expect`` are the statuses (codes or classes) that are not errors, and
+    ``delay_ms`` the pause of each connection before its next request."""
     run_id = f"{secrets.token_hex(4)}-{mode}-c{connections}"
+    script_args = [run_id, mode, f"token={token}", f"expect={','.join(expect)}"]
+    if delay_ms:
+        script_args.append(f"delay={delay_ms}")
     command = [
         wrk,
         f"-t{min(threads, connections)}",
@@ -78,8 +102,7 @@ def run_wrk(
         str(LOAD_SCRIPT),
         url,
         "--",
-        run_id,
-        mode,
+        *script_args,
     ]
     completed = subprocess.run(  # noqa: S603 - wrk with fixed arguments
         command, capture_output=True, text=True, check=False, timeout=seconds + 120
@@ -105,6 +128,7 @@ def parse_wrk_output(stdout: str) -> WrkResult | None:
         sent=int(data["sent"]),
         responses=int(data["responses"]),
         statuses={str(code): int(count) for code, count in data["statuses"].items()},
+        unexpected=int(data["unexpected"]),
         socket_errors={kind: int(data["errors"].get(kind, 0)) for kind in SOCKET_ERROR_KINDS},
         latency_ms=Latency(
             p50=percentiles["50"] / 1000,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.markdown import render_markdown
-from bench.results import Report, load_report
+from bench.results import Ratios, Report, load_report
+from tests.bench.fair_use_sample import fair_use_run, with_fair_use
 from tests.bench.stored_results import NO_SOAK_RESULT, STORED_JSON
 
 
@@ -85,3 +86,75 @@ def test_a_quiet_run_has_no_run_notes(soak_report: Report) -> None:
 
     assert "'gateway 4242 c16':" not in markdown
     assert "### Notes" in markdown  # the gateway log's warnings are still noted
+
+
+def test_the_fair_use_table_and_its_targets(soak_report: Report) -> None:
+    report = with_fair_use(
+        soak_report,
+        fair_use_run("memory", quiet_p99=30.0, flooded_p99=45.0),
+        fair_use_run("redis", quiet_p99=30.0, flooded_p99=75.0),
+    )
+
+    lines = render_markdown(report).splitlines()
+
+    start = lines.index("### Fair use: one merchant floods (issue 8)")
+    assert lines.index("### Nothing lost") < start < lines.index("### Memory (VmRSS, MiB)")
+    assert lines[start + 2].startswith(
+        "A gateway of its own with the rate limits on (100 requests/s per API key, burst 200). "
+        "The second merchant: 4 connections, each pausing 80 ms before its next request"
+    )
+    assert (
+        "| memory (per worker) | 11.0 | 30.0 | 14.5 | 45.0 | 1.50 | 200 | 1,000 | 43 / 40 "
+        "| 1.50 / 0.25 | 30 % / 98 % |"
+    ) in lines
+    assert lines[start + 7].startswith("| Redis (shared) | 11.0 | 30.0 | 14.5 | 75.0 | 2.50 |")
+    assert (
+        "| other merchant's p99 under flood <= 2x quiet (memory counters) "
+        "| 1.50x (30.0 -> 45.0 ms) | yes |"
+    ) in lines
+    assert (
+        "| other merchant's p99 under flood <= 2x quiet (redis counters) "
+        "| 2.50x (30.0 -> 75.0 ms) | **no** |"
+    ) in lines
+
+
+def test_a_stored_result_without_fair_use_has_no_such_section(soak_report: Report) -> None:
+    assert "Fair use" not in render_markdown(soak_report)
+
+
+def test_unexpected_answers_and_a_noisy_machine_in_the_fair_use_run_get_notes(
+    soak_report: Report,
+) -> None:
+    run = fair_use_run()
+    flooded = dataclasses.replace(run.flooded, statuses={"201": 590, "429": 10}, unexpected=10)
+    noisy = dataclasses.replace(run, flooded=flooded, background_cpu_pct=40.0)
+
+    markdown = render_markdown(with_fair_use(soak_report, noisy))
+
+    assert (
+        "- 'fair use (memory)', second merchant under flood: 10 answer(s) with an unexpected "
+        "status, 0 socket error(s); non-2xx by status: {'429': 10}"
+    ) in markdown
+    assert "- 'fair use (memory)': processes outside the benchmark used 40 %" in markdown
+    assert "'fair use (memory)', flooder" not in markdown  # its 429s are expected
+
+
+def test_a_fair_use_only_run_shows_just_that(soak_report: Report) -> None:
+    options = dataclasses.replace(soak_report.options, only="fair-use")
+    partial = dataclasses.replace(
+        soak_report,
+        options=options,
+        runs=(),
+        limits=(),
+        integrity=None,
+        memory=(),
+        targets=(),
+        ratios=Ratios(gateway_over_bare=None, gateway_over_bank=None),
+    )
+
+    markdown = render_markdown(with_fair_use(partial, fair_use_run()))
+
+    assert "### Fair use: one merchant floods (issue 8)" in markdown
+    for absent in ("### Gateway", "### Reference limit", "### Nothing lost", "### Memory"):
+        assert absent not in markdown
+    assert "### Targets (issue 5)" not in markdown

@@ -22,6 +22,19 @@ def test_quick_shortens_the_runs_and_full_adds_the_soak() -> None:
     assert (full.duration, full.soak) == (30, 120)
 
 
+def test_only_selects_the_fair_use_runs() -> None:
+    assert parse_args([]).only is None
+    assert parse_args(["--only", "fair-use"]).only == "fair-use"
+
+
+def test_only_refuses_an_unknown_part(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--only", "soak"])
+
+    assert stopped.value.code == 2
+    assert "invalid choice: 'soak'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--duration", "0"], ["--soak", "-1"], ["--threads", "0"]])
 def test_impossible_values_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:

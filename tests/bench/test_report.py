@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import build_report, check_targets, write_results
+from bench.report import build_report, check_fair_use_targets, check_targets, write_results
 from bench.results import Report, load_report
+from tests.bench.fair_use_sample import fair_use_run, with_fair_use
 from tests.bench.stored_results import STORED_JSON
 
 
@@ -26,6 +27,7 @@ def rebuild(report: Report) -> Report:
         report.environment,
         datetime.fromisoformat(report.date),
         report.elapsed_s,
+        report.fair_use.runs if report.fair_use else None,
     )
 
 
@@ -96,3 +98,47 @@ def test_a_quick_run_only_replaces_latest_quick(soak_report: Report, tmp_path: P
 
     assert sorted(p.name for p in written) == ["latest-quick.json", "latest-quick.md"]
     assert load_report(tmp_path / "latest-quick.json") == quick
+
+
+def test_the_fair_use_targets_are_rebuilt_from_its_runs(soak_report: Report) -> None:
+    report = with_fair_use(soak_report, fair_use_run("memory"), fair_use_run("redis"))
+
+    assert rebuild(report) == report
+
+
+@pytest.mark.parametrize(("flooded_p99", "met"), [(59.9, True), (60.0, True), (60.1, False)])
+def test_the_other_merchants_p99_may_at_most_double_under_the_flood(
+    flooded_p99: float, met: bool
+) -> None:
+    [target] = check_fair_use_targets([fair_use_run(quiet_p99=30.0, flooded_p99=flooded_p99)])
+
+    assert target.target == "other merchant's p99 under flood <= 2x quiet (memory counters)"
+    assert target.met is met
+
+
+def test_a_fair_use_only_run_has_no_headline_targets_and_its_own_files(
+    soak_report: Report, tmp_path: Path
+) -> None:
+    options = dataclasses.replace(soak_report.options, only="fair-use")
+    report = build_report(
+        options,
+        soak_report.machine,
+        [],
+        [],
+        None,
+        [],
+        "runs",
+        soak_report.logs,
+        soak_report.environment,
+        datetime.fromisoformat(soak_report.date),
+        95.0,
+        [fair_use_run()],
+    )
+
+    written = write_results(report, "# fair use\n", tmp_path)
+
+    assert (report.targets, report.ratios.gateway_over_bare, report.integrity) == ((), None, None)
+    assert report.fair_use is not None
+    assert [t.met for t in report.fair_use.targets] == [True]
+    assert sorted(p.name for p in written) == ["latest-fair-use.json", "latest-fair-use.md"]
+    assert load_report(tmp_path / "latest-fair-use.json") == report

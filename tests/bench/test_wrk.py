@@ -10,13 +10,14 @@ from bench.results import Latency
 from bench.wrk import parse_wrk_output
 
 
-def wrk_output(statuses: dict[str, int], *, sent: int, responses: int) -> str:
+def wrk_output(statuses: dict[str, int], *, sent: int, responses: int, unexpected: int = 0) -> str:
     result = {
         "duration_us": 3_002_500,
         "responses": responses,
         "bytes": 123_456,
         "errors": {"connect": 0, "read": 1, "write": 0, "status": 7, "timeout": 2},
         "sent": sent,
+        "unexpected": unexpected,
         "statuses": statuses,
         "latency_us": {
             "min": 900,
@@ -30,7 +31,9 @@ def wrk_output(statuses: dict[str, int], *, sent: int, responses: int) -> str:
 
 
 def test_the_result_line_is_read_in_milliseconds_and_seconds() -> None:
-    result = parse_wrk_output(wrk_output({"201": 3000, "503": 7}, sent=3015, responses=3007))
+    result = parse_wrk_output(
+        wrk_output({"201": 3000, "503": 7}, sent=3015, responses=3007, unexpected=7)
+    )
 
     assert result is not None
     assert result.duration_s == pytest.approx(3.0025)
@@ -40,6 +43,19 @@ def test_the_result_line_is_read_in_milliseconds_and_seconds() -> None:
     # wrk's "status" errors are the non-2xx answers, counted per code by the script instead
     assert result.socket_errors == {"connect": 0, "read": 1, "write": 0, "timeout": 2}
     assert (result.ok_2xx, result.non_2xx, result.unanswered) == (3000, 7, 8)
+    assert result.unexpected == 7
+
+
+def test_answers_per_second_of_one_status() -> None:
+    result = parse_wrk_output(
+        wrk_output({"201": 600, "429": 30_020}, sent=30_650, responses=30_620)
+    )
+
+    assert result is not None
+    assert result.per_second("201") == pytest.approx(600 / 3.0025)
+    assert result.per_second("429") == pytest.approx(30_020 / 3.0025)
+    assert result.per_second("500") == 0
+    assert result.unexpected == 0
 
 
 def test_output_without_the_result_line_gives_nothing() -> None:
