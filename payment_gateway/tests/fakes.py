@@ -20,19 +20,25 @@ from typing import Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.operations import Operation, OperationKind, OperationStatus
 from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     Payment,
     PaymentRequest,
+    PaymentStatus,
     RetrySchedule,
     statuses_that_may_become,
 )
 from payment_gateway.service.ports import (
+    DueAuthorization,
     DuePayment,
     DuplicateIdempotencyKey,
     DuplicateMerchant,
+    KeyedOperation,
     KeyedPayment,
+    NewOperation,
     NewPayment,
+    OperationSettlement,
     StatusTransition,
     StoredCard,
 )
@@ -60,6 +66,16 @@ class PaymentRow:
     request_hash: str | None
     next_attempt_at: datetime | None
     attempts: int = 0
+    settlement_operation_id: str | None = None
+
+
+@dataclass
+class OperationRow:
+    operation: Operation
+    idempotency_key: str | None
+    request_hash: str | None
+    next_attempt_at: datetime | None
+    attempts: int = 0
 
 
 @dataclass
@@ -80,6 +96,7 @@ class FakeStore:
     merchants: dict[str, Merchant] = field(default_factory=dict)
     merchant_created: dict[str, datetime] = field(default_factory=dict)
     keys: dict[str, KeyRow] = field(default_factory=dict)
+    operations: dict[str, OperationRow] = field(default_factory=dict)
     commits: int = 0
 
     def payment(self, payment_id: str) -> Payment:
@@ -166,6 +183,11 @@ class FakePaymentRepository:
             code=resolution.code,
             decline_reason=resolution.decline_reason,
             updated_at=transition.at,
+            amount_captured=(
+                row.payment.amount
+                if resolution.status is PaymentStatus.SUCCEEDED
+                else row.payment.amount_captured
+            ),
             tracking_id=(
                 resolution.tracking_id
                 if resolution.tracking_id is not None
@@ -203,6 +225,7 @@ class FakePaymentRepository:
                     row.payment.merchant_id,
                     row.payment.status.value,
                     row.payment.created_at,
+                    row.payment.capture,
                 )
             )
         return claimed
@@ -224,6 +247,190 @@ class FakePaymentRepository:
             if row.payment.status in OPEN_STATUSES
         ]
         return min(open_rows, default=None)
+
+    # -- after the charge
+
+    def _authorized(self, payment_id: str, operation_id: str | None) -> PaymentRow | None:
+        row = self._work.payments.get(payment_id)
+        if row is None or row.payment.status is not PaymentStatus.AUTHORIZED:
+            return None
+        return row if row.settlement_operation_id == operation_id else None
+
+    async def claim_settlement(self, payment_id: str, operation_id: str) -> bool:
+        row = self._authorized(payment_id, None)
+        if row is None:
+            return False
+        row.settlement_operation_id = operation_id
+        self._touch(payment_id)
+        return True
+
+    async def release_settlement(self, payment_id: str, operation_id: str) -> None:
+        row = self._work.payments.get(payment_id)
+        if row is not None and row.settlement_operation_id == operation_id:
+            row.settlement_operation_id = None
+            self._touch(payment_id)
+
+    async def capture(self, payment_id: str, operation_id: str, amount: int, at: datetime) -> bool:
+        row = self._authorized(payment_id, operation_id)
+        if row is None:
+            return False
+        row.payment = replace(
+            row.payment, status=PaymentStatus.SUCCEEDED, amount_captured=amount, updated_at=at
+        )
+        row.settlement_operation_id = row.next_attempt_at = None
+        self._touch(payment_id)
+        return True
+
+    async def cancel(self, payment_id: str, operation_id: str, reason: str, at: datetime) -> bool:
+        row = self._authorized(payment_id, operation_id)
+        if row is None:
+            return False
+        row.payment = replace(
+            row.payment, status=PaymentStatus.CANCELED, cancellation_reason=reason, updated_at=at
+        )
+        row.settlement_operation_id = row.next_attempt_at = None
+        self._touch(payment_id)
+        return True
+
+    async def reserve_refund(self, payment_id: str, amount: int) -> bool:
+        row = self._work.payments.get(payment_id)
+        if row is None or row.payment.status is not PaymentStatus.SUCCEEDED:
+            return False
+        if amount > row.payment.amount_refundable:
+            return False
+        row.payment = replace(
+            row.payment, amount_refund_pending=row.payment.amount_refund_pending + amount
+        )
+        self._touch(payment_id)
+        return True
+
+    async def settle_refund(self, payment_id: str, amount: int, *, succeeded: bool) -> None:
+        row = self._work.payments[payment_id]
+        payment = row.payment
+        row.payment = replace(
+            payment,
+            amount_refund_pending=payment.amount_refund_pending - amount,
+            amount_refunded=payment.amount_refunded + (amount if succeeded else 0),
+        )
+        self._touch(payment_id)
+
+    async def claim_expired_authorizations(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[DueAuthorization]:
+        due = [
+            row
+            for row in self._work.payments.values()
+            if row.payment.status is PaymentStatus.AUTHORIZED
+            and row.next_attempt_at is not None
+            and row.next_attempt_at <= now
+            and row.settlement_operation_id is None
+        ][:limit]
+        for row in due:
+            row.next_attempt_at = now + timedelta(seconds=lease_seconds)
+            self._touch(row.payment.id)
+        return [DueAuthorization(row.payment.id, row.payment.merchant_id) for row in due]
+
+
+class FakeOperationRepository:
+    def __init__(self, work: FakeStore, committed: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._committed = committed
+        self._dirty = dirty
+
+    def _touch(self, operation_id: str) -> None:
+        self._dirty.add(f"operation:{operation_id}")
+
+    def _claimed(
+        self, store: FakeStore, merchant_id: str, kind: str, key: str
+    ) -> OperationRow | None:
+        for row in store.operations.values():
+            op = row.operation
+            if op.merchant_id == merchant_id and op.kind == kind and row.idempotency_key == key:
+                return row
+        return None
+
+    async def add(self, new: NewOperation) -> None:
+        operation, idempotency = new.operation, new.idempotency
+        if idempotency is not None and any(
+            self._claimed(store, operation.merchant_id, operation.kind, idempotency.key)
+            for store in (self._work, self._committed)
+        ):
+            raise DuplicateIdempotencyKey(idempotency.key)
+        self._work.operations[operation.id] = OperationRow(
+            copy.deepcopy(operation),
+            idempotency.key if idempotency else None,
+            idempotency.request_hash if idempotency else None,
+            new.next_attempt_at,
+        )
+        self._touch(operation.id)
+
+    async def get(self, operation_id: str, merchant_id: str) -> Operation | None:
+        row = self._work.operations.get(operation_id)
+        if row is None or row.operation.merchant_id != merchant_id:
+            return None
+        return copy.deepcopy(row.operation)
+
+    async def find_by_idempotency_key(
+        self, merchant_id: str, kind: OperationKind, key: str
+    ) -> KeyedOperation | None:
+        row = self._claimed(self._work, merchant_id, kind, key)
+        return (
+            None if row is None else KeyedOperation(copy.deepcopy(row.operation), row.request_hash)
+        )
+
+    async def list_for_payment(
+        self, payment_id: str, merchant_id: str, kind: OperationKind, limit: int
+    ) -> list[Operation]:
+        found = [
+            copy.deepcopy(row.operation)
+            for row in self._work.operations.values()
+            if row.operation.payment_id == payment_id
+            and row.operation.merchant_id == merchant_id
+            and row.operation.kind is kind
+        ]
+        return sorted(found, key=lambda op: (op.created_at, op.id), reverse=True)[:limit]
+
+    async def settle(self, settlement: OperationSettlement) -> bool:
+        row = self._work.operations.get(settlement.operation.id)
+        if row is None or row.operation.status is not OperationStatus.PENDING:
+            return False
+        resolution = settlement.resolution
+        row.next_attempt_at = settlement.next_attempt_at
+        if resolution.status is not OperationStatus.PENDING:
+            row.operation = replace(
+                row.operation,
+                status=resolution.status,
+                failure_reason=resolution.failure_reason,
+                tracking_id=resolution.tracking_id or row.operation.tracking_id,
+                updated_at=settlement.at,
+            )
+        self._touch(row.operation.id)
+        return True
+
+    async def claim_due(
+        self, now: datetime, limit: int, schedule: RetrySchedule
+    ) -> list[Operation]:
+        due = [
+            row
+            for row in self._work.operations.values()
+            if row.operation.status is OperationStatus.PENDING
+            and row.next_attempt_at is not None
+            and row.next_attempt_at <= now
+        ][:limit]
+        for row in due:
+            row.next_attempt_at = schedule.next_attempt_at(now, row.attempts)
+            row.attempts += 1
+            self._touch(row.operation.id)
+        return [copy.deepcopy(row.operation) for row in due]
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
+        count = 0
+        for row in self._work.operations.values():
+            if row.idempotency_key is not None and row.operation.created_at < created_before:
+                row.idempotency_key = row.request_hash = None
+                self._touch(row.operation.id)
+                count += 1
+        return count
 
 
 class FakeMerchantRepository:
@@ -314,6 +521,7 @@ class FakeUnitOfWork:
         self._payments: FakePaymentRepository | None = None
         self._merchants: FakeMerchantRepository | None = None
         self._cards: FakeCardRepository | None = None
+        self._operations: FakeOperationRepository | None = None
         self.committed = False
 
     @property
@@ -327,6 +535,11 @@ class FakeUnitOfWork:
         return self._merchants
 
     @property
+    def operations(self) -> FakeOperationRepository:
+        assert self._operations is not None, "used outside 'async with'"
+        return self._operations
+
+    @property
     def cards(self) -> FakeCardRepository:
         assert self._cards is not None, "used outside 'async with'"
         return self._cards
@@ -337,6 +550,7 @@ class FakeUnitOfWork:
         self._payments = FakePaymentRepository(self._work, self._store, self._dirty)
         self._merchants = FakeMerchantRepository(self._work, self._store, self._dirty)
         self._cards = FakeCardRepository(self._work, self._dirty)
+        self._operations = FakeOperationRepository(self._work, self._store, self._dirty)
         return self
 
     async def __aexit__(
@@ -350,6 +564,7 @@ class FakeUnitOfWork:
         self._payments = None
         self._merchants = None
         self._cards = None
+        self._operations = None
 
     async def commit(self) -> None:
         work = self._work
@@ -363,6 +578,8 @@ class FakeUnitOfWork:
                 self._store.merchant_created[ident] = work.merchant_created[ident]
             elif kind == "key":
                 self._store.keys[ident] = copy.deepcopy(work.keys[ident])
+            elif kind == "operation":
+                self._store.operations[ident] = copy.deepcopy(work.operations[ident])
             else:
                 self._store.payments[item] = copy.deepcopy(work.payments[item])
         self._dirty.clear()
@@ -400,6 +617,9 @@ class FakeBank:
     fault: BankFault | None = None
     deposits: list[tuple[str, PaymentRequest]] = field(default_factory=list)
     answers: dict[str, BankAnswer] = field(default_factory=dict)
+    operations: list[tuple[OperationKind, str, str, int]] = field(default_factory=list)
+    operation_answers: dict[str, BankAnswer] = field(default_factory=dict)
+    operation_answers_default: BankAnswer | None = None  # e.g. a declined refund
 
     async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
         if self.fault is BankFault.NOT_SENT or self.fault is BankFault.REJECTED:
@@ -414,6 +634,23 @@ class FakeBank:
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         return self.answers.get(payment_id)
+
+    async def operate(
+        self, kind: OperationKind, operation_id: str, payment_id: str, amount: int
+    ) -> BankAnswer | BankFault:
+        if self.fault is BankFault.NOT_SENT or self.fault is BankFault.REJECTED:
+            return self.fault
+        self.operations.append((kind, operation_id, payment_id, amount))
+        answer = self.operation_answers_default or BankAnswer("0", None, str(uuid.uuid4()))
+        self.operation_answers.setdefault(operation_id, answer)
+        if self.fault is BankFault.UNCERTAIN:
+            return self.fault
+        return self.operation_answers[operation_id]
+
+    async def inquire_operation(
+        self, kind: OperationKind, operation_id: str
+    ) -> BankAnswer | BankFault | None:
+        return self.operation_answers.get(operation_id)
 
     def settle(self, payment_id: str, code: str = "0") -> None:
         """The bank finishes a pending deposit."""

@@ -16,6 +16,7 @@ from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
 from payment_gateway.service.group_commit import GroupCommitRecorder
 from payment_gateway.service.merchants import MerchantService
+from payment_gateway.service.operations import OperationPolicy, PaymentOperations
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
@@ -36,6 +37,7 @@ class Services:
     uow: SqlUnitOfWorkFactory
     vault: CardVault
     payments: PaymentService
+    operations: PaymentOperations
     merchants: MerchantService
     reconciler: Reconciler
     card_data_eraser: CardDataEraser
@@ -55,6 +57,15 @@ def payment_policy(settings: Settings) -> PaymentPolicy:
         in_flight=timedelta(seconds=settings.in_flight_seconds),
         first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
         max_send_delay=timedelta(seconds=settings.max_send_delay_seconds),
+        authorization_ttl=timedelta(seconds=settings.authorization_ttl_seconds),
+    )
+
+
+def operation_policy(settings: Settings) -> OperationPolicy:
+    return OperationPolicy(
+        in_flight=timedelta(seconds=settings.in_flight_seconds),
+        first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
+        idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
     )
 
 
@@ -66,6 +77,7 @@ def reconcile_policy(settings: Settings) -> ReconcilePolicy:
         lease_seconds=settings.reconcile_lease_seconds,
         max_backoff_seconds=settings.reconcile_max_backoff_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        authorization_ttl=timedelta(seconds=settings.authorization_ttl_seconds),
     )
 
 
@@ -92,7 +104,11 @@ async def build_services(
             max_connections=settings.bank_max_connections,
             api_key=settings.bank_api_key.get_secret_value() or None,
         )
-    recorder = GroupCommitRecorder(TransactionalRecorder(uow))
+    single = TransactionalRecorder(uow)
+    recorder = GroupCommitRecorder(single)
+    operations = PaymentOperations(
+        uow, single, bank, settings.idempotency_key_bytes, operation_policy(settings)
+    )
     payments = PaymentService(
         uow,
         bank,
@@ -107,7 +123,8 @@ async def build_services(
         vault=vault,
         payments=payments,
         merchants=MerchantService(uow, cache_seconds=settings.merchant_cache_seconds),
-        reconciler=Reconciler(uow, recorder, bank, reconcile_policy(settings)),
+        operations=operations,
+        reconciler=Reconciler(uow, recorder, bank, operations, reconcile_policy(settings)),
         card_data_eraser=CardDataEraser(
             uow, RetentionPolicy(retention=timedelta(days=settings.card_data_retention_days))
         ),

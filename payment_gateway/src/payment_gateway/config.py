@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     card_encryption_keys: SecretStr = SecretStr("")
     idempotency_hash_key: SecretStr = SecretStr("")
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    authorization_ttl_seconds: float = Field(default=604_800, gt=0)  # 7 days, as issuers hold
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_batch_size: int = Field(default=100, ge=1)
     reconcile_not_found_grace_seconds: float | None = Field(default=None, ge=0)

@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from payment_gateway.api.body_limit import BodySizeLimitMiddleware
 from payment_gateway.api.docs import install_docs
+from payment_gateway.api.operations import operations_router
 from payment_gateway.api.problems import install_error_handlers
 from payment_gateway.api.rate_limit import create_rate_limiter
 from payment_gateway.api.request_context import RequestContextMiddleware
@@ -98,6 +99,7 @@ def create_app(
     if settings.docs_enabled:
         install_docs(app)
     app.include_router(payments_router)
+    app.include_router(operations_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)  # around the 413 too

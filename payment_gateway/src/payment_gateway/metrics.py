@@ -24,6 +24,7 @@ from prometheus_client import (
 log = logging.getLogger(__name__)
 
 PAYMENTS = Counter("gateway_payments_total", "Payments reaching each status", ["status"])
+REFUNDS = Counter("gateway_refunds_total", "Refunds reaching each status", ["status"])
 
 BANK_CALL_SECONDS = Histogram(
     "gateway_bank_call_duration_seconds",

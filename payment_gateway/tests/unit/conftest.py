@@ -12,6 +12,7 @@ from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.service.merchants import MerchantService
+from payment_gateway.service.operations import OperationPolicy, PaymentOperations
 from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
@@ -24,6 +25,12 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 FIRST_RECONCILE_DELAY = timedelta(seconds=2)
 NOT_FOUND_GRACE = timedelta(seconds=30)
 MAX_BACKOFF_SECONDS = 60.0
+AUTHORIZATION_TTL = timedelta(days=7)
+OPERATION_POLICY = OperationPolicy(
+    in_flight=IN_FLIGHT,
+    first_reconcile_delay=FIRST_RECONCILE_DELAY,
+    idempotency_ttl=IDEMPOTENCY_TTL,
+)
 
 
 @pytest.fixture
@@ -70,6 +77,7 @@ def reconcile_policy() -> ReconcilePolicy:
         lease_seconds=5.0,
         max_backoff_seconds=MAX_BACKOFF_SECONDS,
         idempotency_ttl=IDEMPOTENCY_TTL,
+        authorization_ttl=AUTHORIZATION_TTL,
     )
 
 
@@ -102,7 +110,10 @@ def make_reconciler(
 ) -> MakeReconciler:
     def make(bank: BankAdapter) -> Reconciler:
         recorder = TransactionalRecorder(uow_factory)
-        return Reconciler(uow_factory, recorder, bank, reconcile_policy, clock=clock)
+        operations = PaymentOperations(
+            uow_factory, recorder, bank, b"unit-test-hash-key", OPERATION_POLICY, clock=clock
+        )
+        return Reconciler(uow_factory, recorder, bank, operations, reconcile_policy, clock=clock)
 
     return make
 

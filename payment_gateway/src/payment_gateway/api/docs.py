@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
-from payment_gateway.api.schemas import PaymentCreate
+from payment_gateway.api.schemas import CaptureCreate, PaymentCreate, RefundCreate
 
 _ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_PATH = "/docs-assets"
@@ -39,12 +39,13 @@ def install_docs(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            # The create route reads its body itself (so authentication runs first); publish
-            # the body's schema here so clients and fuzzers still see it.
-            body = PaymentCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            # The routes that take a body read it themselves (so authentication runs first);
+            # publish the bodies' schemas here so clients and fuzzers still see them.
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(body.pop("$defs", {}))
-            components["PaymentCreate"] = body
+            for model in (PaymentCreate, CaptureCreate, RefundCreate):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
 
 from payment_gateway.api.dependencies import (
@@ -33,6 +33,18 @@ LEGACY_PAYMENT_PATH = "/api/v1/payment"
 _IDEMPOTENCY_KEY_DESCRIPTION = "Retry-safe key (≤ 255 characters), remembered for 24 hours."
 _IDEMPOTENCY_KEY = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=255)])
 
+IDEMPOTENCY_KEY_DOCS: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {
+        "anyOf": [{"type": "string", "minLength": 1, "maxLength": 255}, {"type": "null"}],
+        "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+        "title": "Idempotency-Key",
+    },
+    "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+}
+
 # What FastAPI would document for create_payment's body, bearer auth and Idempotency-Key header
 # had it read them through dependencies.
 _CREATE_DOCS: dict[str, Any] = {
@@ -41,28 +53,17 @@ _CREATE_DOCS: dict[str, Any] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PaymentCreate"}}},
     },
     "security": [{"HTTPBearer": []}],
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {
-                "anyOf": [{"type": "string", "minLength": 1, "maxLength": 255}, {"type": "null"}],
-                "description": _IDEMPOTENCY_KEY_DESCRIPTION,
-                "title": "Idempotency-Key",
-            },
-            "description": _IDEMPOTENCY_KEY_DESCRIPTION,
-        }
-    ],
+    "parameters": [IDEMPOTENCY_KEY_DOCS],
 }
 
 
-def _problem(description: str) -> dict[str, Any]:
+def problem_doc(description: str) -> dict[str, Any]:
+    """An error response's OpenAPI entry: problem+json with this description."""
     return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
 
 
-_RATE_LIMITED: dict[str, Any] = {
-    **_problem(
+RATE_LIMITED_DOCS: dict[str, Any] = {
+    **problem_doc(
         "Over the rate limit of this API key (or, for requests without a valid key, of this "
         "client address); retry after `Retry-After` seconds"
     ),
@@ -84,10 +85,12 @@ _RATE_LIMITED: dict[str, Any] = {
     },
 }
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing, unknown or revoked API key"),
-    422: _problem("Invalid request; `errors` names each field"),
-    429: _RATE_LIMITED,
+    401: problem_doc("Missing, unknown or revoked API key"),
+    422: problem_doc("Invalid request; `errors` names each field"),
+    429: RATE_LIMITED_DOCS,
 }
+
+Body = TypeVar("Body", bound=BaseModel)
 
 payments_router = APIRouter(tags=["payments"])
 health_router = APIRouter(tags=["health"])
@@ -100,16 +103,12 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _json(document: dict[str, Any], status_code: int, headers: dict[str, str]) -> Response:
+def json_response(document: dict[str, Any], status_code: int, headers: dict[str, str]) -> Response:
     return Response(orjson.dumps(document), status_code, headers, media_type="application/json")
 
 
-async def create_payment(request: Request) -> Response:
-    """Charge a card. The body is read here, after authentication, so nothing runs first."""
-    # The busiest route reads its headers itself rather than through FastAPI's dependency
-    # solver, which cost a tenth of a payment's CPU; _CREATE_DOCS documents them the same.
-    services: Services = request.app.state.services
-    merchant = await authenticate_merchant(services, request, bearer_token(request))
+def idempotency_key_of(request: Request) -> str | None:
+    """The Idempotency-Key header, if sent; 422 naming it when empty or too long."""
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
         try:
@@ -119,22 +118,42 @@ async def create_payment(request: Request) -> Response:
                 "the request is invalid: see errors",
                 errors=[FieldError("Idempotency-Key", e["msg"]) for e in exc.errors()],
             ) from None
+    return idempotency_key
+
+
+async def read_body(
+    request: Request, model: type[Body], what: str, *, optional: bool = False
+) -> Body:
+    """The JSON body as ``model``: 415 for another media type, 422 naming each bad field.
+
+    An ``optional`` body may be left out (read as ``{}``).
+    """
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
-        raise UnsupportedMediaType("send the payment as application/json")
+        raise UnsupportedMediaType(f"send {what} as application/json")
     try:
         body = await request.body()
     except ClientDisconnect:
         raise ClientGone("the client went away before sending the whole body") from None
     try:
-        payload = PaymentCreate.model_validate_json(body)
+        return model.model_validate_json(body if body or not optional else b"{}")
     except ValidationError as exc:
         raise invalid_request(exc) from None
+
+
+async def create_payment(request: Request) -> Response:
+    """Charge a card. The body is read here, after authentication, so nothing runs first."""
+    # The busiest route reads its headers itself rather than through FastAPI's dependency
+    # solver, which cost a tenth of a payment's CPU; _CREATE_DOCS documents them the same.
+    services: Services = request.app.state.services
+    merchant = await authenticate_merchant(services, request, bearer_token(request))
+    idempotency_key = idempotency_key_of(request)
+    payload = await read_body(request, PaymentCreate, "the payment")
     outcome = await services.payments.create(merchant, payload.to_domain(), idempotency_key)
     headers = {"Location": f"{PAYMENTS_PATH}/{outcome.payment.id}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return _json(payment_document(outcome.payment), 201, headers)
+    return json_response(payment_document(outcome.payment), 201, headers)
 
 
 async def get_payment(payment_id: str, merchant: MerchantDep, services: ServicesDep) -> Response:
@@ -142,7 +161,7 @@ async def get_payment(payment_id: str, merchant: MerchantDep, services: Services
     if len(payment_id) > 64:
         raise NotFound(f"no payment {payment_id[:64]}")
     payment = await services.payments.get(merchant, payment_id)
-    return _json(payment_document(payment), 200, {})
+    return json_response(payment_document(payment), 200, {})
 
 
 _create_responses: dict[int | str, dict[str, Any]] = {
@@ -157,13 +176,13 @@ _create_responses: dict[int | str, dict[str, Any]] = {
         },
     },
     **_COMMON_ERRORS,
-    409: _problem("A request with this Idempotency-Key is still in progress; retry later"),
-    413: _problem("Body over 64 KiB"),
-    415: _problem("Body is not JSON"),
+    409: problem_doc("A request with this Idempotency-Key is still in progress; retry later"),
+    413: problem_doc("Body over 64 KiB"),
+    415: problem_doc("Body is not JSON"),
 }
 _get_responses: dict[int | str, dict[str, Any]] = {
     **_COMMON_ERRORS,
-    404: _problem("No such payment for this merchant"),
+    404: problem_doc("No such payment for this merchant"),
 }
 
 for path, include in ((PAYMENTS_PATH, True), (LEGACY_PAYMENT_PATH, False)):
@@ -199,11 +218,11 @@ async def healthz() -> dict[str, str]:
 @health_router.get(
     "/readyz",
     summary="Readiness: the database answers",
-    responses={503: _problem("Database unreachable")},
+    responses={503: problem_doc("Database unreachable")},
 )
 async def readyz(services: ServicesDep) -> Response:
     try:
         await services.uow.ping()
     except StorageUnavailable:
         return problem_response(503, "Service Unavailable", "the database is unreachable")
-    return _json({"status": "ready"}, 200, {})
+    return json_response({"status": "ready"}, 200, {})

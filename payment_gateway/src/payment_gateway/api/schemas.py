@@ -25,6 +25,7 @@ from payment_gateway.domain.card import (
     pan_problem,
 )
 from payment_gateway.domain.money import MAX_AMOUNT, parse_currency
+from payment_gateway.domain.operations import Operation, RefundReason
 from payment_gateway.domain.payment import Payment, PaymentRequest
 
 CARD_EXPIRED = "card_expired"
@@ -184,6 +185,16 @@ class PaymentCreate(BaseModel):
         ),
         AfterValidator(_safe_text),
     ] = None
+    capture: Annotated[
+        bool,
+        Field(
+            strict=True,
+            description=(
+                "false: only authorize; capture (or cancel) later with"
+                " POST /api/v1/payments/{id}/capture (or /cancel)."
+            ),
+        ),
+    ] = True
 
     @field_validator("reference")
     @classmethod
@@ -210,6 +221,7 @@ class PaymentCreate(BaseModel):
             amount=self.amount,
             currency=self.currency,
             reference=self.reference,
+            capture=self.capture,
         )
 
 
@@ -225,7 +237,7 @@ class PaymentOut(BaseModel):
     """A payment as it stands now (the same shape for create, replay and read)."""
 
     id: str
-    status: Literal["init", "processing", "succeeded", "failed"]
+    status: Literal["init", "processing", "authorized", "succeeded", "failed", "canceled"]
     code: str | None
     decline_reason: str | None
     amount: int
@@ -233,8 +245,71 @@ class PaymentOut(BaseModel):
     reference: str | None
     tracking_id: str | None
     card: CardOut
+    capture: bool = Field(description="false: authorized only, to capture or cancel")
+    amount_captured: int
+    amount_refunded: int = Field(description="By succeeded refunds")
+    refunded: bool = Field(description="True once everything captured was refunded")
+    cancellation_reason: Literal["requested_by_merchant", "expired"] | None
     created_at: datetime
     updated_at: datetime
+
+
+class CaptureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            gt=0,
+            le=MAX_AMOUNT,
+            description="At most the authorized amount (the rest is released); default: all.",
+        ),
+    ] = None
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[
+        int | None,
+        Field(strict=True, gt=0, le=MAX_AMOUNT, description="Default: what is left to refund."),
+    ] = None
+    reason: RefundReason | None = None
+    reference: Annotated[
+        str | None,
+        Field(strict=True, max_length=64, description="Your own reference, e.g. an RMA number."),
+        AfterValidator(_safe_text),
+    ] = None
+
+    @field_validator("reference")
+    @classmethod
+    def _no_card_number(cls, value: str | None) -> str | None:
+        if value is not None and contains_card_number(value):
+            raise PydanticCustomError("card_number_in_reference", "must not contain a card number")
+        return value
+
+
+class RefundOut(BaseModel):
+    """A refund as it stands now."""
+
+    id: str
+    object: Literal["refund"]
+    payment_id: str
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    reason: RefundReason | None
+    failure_reason: str | None
+    reference: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundList(BaseModel):
+    object: Literal["list"]
+    data: list[RefundOut]
+    has_more: bool
 
 
 class FieldProblem(BaseModel):
@@ -276,6 +351,28 @@ def payment_document(payment: Payment) -> dict[str, Any]:
             "expiry_month": card.expiry_month,
             "expiry_year": card.expiry_year,
         },
+        "capture": payment.capture,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "refunded": payment.refunded,
+        "cancellation_reason": payment.cancellation_reason,
         "created_at": _timestamp(payment.created_at),
         "updated_at": _timestamp(payment.updated_at),
+    }
+
+
+def refund_document(refund: Operation) -> dict[str, Any]:
+    """The refund's JSON representation (shape of RefundOut)."""
+    return {
+        "id": refund.id,
+        "object": "refund",
+        "payment_id": refund.payment_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status.value,
+        "reason": refund.reason,
+        "failure_reason": refund.failure_reason,
+        "reference": refund.reference,
+        "created_at": _timestamp(refund.created_at),
+        "updated_at": _timestamp(refund.updated_at),
     }

@@ -12,6 +12,7 @@ import orjson
 
 from payment_gateway.bank.transport import Http11Transport
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.operations import OperationKind
 from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.logging_setup import REQUEST_ID_HEADER, current_request_id
 from payment_gateway.metrics import BANK_CALL_ERRORS, BANK_CALL_SECONDS
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 
 # 408 and 429 mean "not processed, or maybe processed": only an inquiry can tell.
 _UNCERTAIN_CLIENT_ERRORS = frozenset({408, 429})
+_OPERATION_PATHS = {
+    OperationKind.CAPTURE: "captures",
+    OperationKind.VOID: "voids",
+    OperationKind.REFUND: "refunds",
+}
 
 
 class HttpBankAdapter:
@@ -40,6 +46,7 @@ class HttpBankAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         base = httpx.URL(base_url.rstrip("/") + "/")
+        self._base = base
         self._deposit_url = base.join("api/v1/deposit")
         self._inquiry_base = base.join("api/v1/deposits/")
         # The timeout bounds each phase (connect, pool wait, each read); a bank dripping bytes
@@ -65,18 +72,44 @@ class HttpBankAdapter:
                 },
                 "amount": request.amount,
                 "currency": request.currency,
+                **({} if request.capture else {"capture": False}),
             }
         )
-        result = await self._deposit(payment_id, body)
+        # A 409 means a deposit with this reference already exists: ask, do not give up.
+        return await self._send("deposit", self._deposit_url, payment_id, body, uncertain={409})
+
+    async def operate(
+        self, kind: OperationKind, operation_id: str, payment_id: str, amount: int
+    ) -> BankAnswer | BankFault:
+        body = orjson.dumps(
+            {"reference": operation_id, "deposit_reference": payment_id, "amount": amount}
+        )
+        # Here a 409 is the bank's own rule (the deposit's state forbids it): a refusal.
+        url = self._base.join(f"api/v1/{_OPERATION_PATHS[kind]}")
+        return await self._send(kind.value, url, operation_id, body, uncertain=set())
+
+    async def inquire_operation(
+        self, kind: OperationKind, operation_id: str
+    ) -> BankAnswer | BankFault | None:
+        reference = urllib.parse.quote(operation_id, safe="")
+        url = self._base.join(f"api/v1/{_OPERATION_PATHS[kind]}/{reference}")
+        return await self._inquire(f"{kind.value}_inquiry", url, operation_id)
+
+    async def _send(
+        self, operation: str, url: httpx.URL, reference: str, body: bytes, uncertain: set[int]
+    ) -> BankAnswer | BankFault:
+        result = await self._post(operation, url, reference, body, uncertain)
         if isinstance(result, BankFault):
             BANK_CALL_ERRORS.labels(result.value).inc()
         return result
 
-    async def _deposit(self, payment_id: str, body: bytes) -> BankAnswer | BankFault:
+    async def _post(
+        self, operation: str, url: httpx.URL, payment_id: str, body: bytes, uncertain: set[int]
+    ) -> BankAnswer | BankFault:
         try:
             async with asyncio.timeout(self._deadline):
-                with BANK_CALL_SECONDS.labels("deposit").time():
-                    status, content = await self._exchange("POST", self._deposit_url, body)
+                with BANK_CALL_SECONDS.labels(operation).time():
+                    status, content = await self._exchange("POST", url, body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("bank unreachable for payment %s: %s", payment_id, type(exc).__name__)
             return BankFault.NOT_SENT
@@ -88,8 +121,7 @@ class HttpBankAdapter:
             # A bug of ours, maybe after the request left: the same answer, never a 500.
             log.exception("bank call for payment %s failed unexpectedly", payment_id)
             return BankFault.UNCERTAIN
-        # A 409 means a deposit with this reference already exists: ask, do not give up.
-        if 400 <= status < 500 and status not in _UNCERTAIN_CLIENT_ERRORS and status != 409:
+        if 400 <= status < 500 and status not in _UNCERTAIN_CLIENT_ERRORS | uncertain:
             log.warning("bank refused payment %s with HTTP %s", payment_id, status)
             return BankFault.REJECTED
         if status not in (200, 201):
@@ -99,9 +131,14 @@ class HttpBankAdapter:
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         url = httpx.URL(f"{self._inquiry_base}{urllib.parse.quote(payment_id, safe='')}")
+        return await self._inquire("inquiry", url, payment_id)
+
+    async def _inquire(
+        self, operation: str, url: httpx.URL, payment_id: str
+    ) -> BankAnswer | BankFault | None:
         try:
             async with asyncio.timeout(self._deadline):
-                with BANK_CALL_SECONDS.labels("inquiry").time():
+                with BANK_CALL_SECONDS.labels(operation).time():
                     status, content = await self._exchange("GET", url, None)
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("bank inquiry for %s failed: %s", payment_id, type(exc).__name__)

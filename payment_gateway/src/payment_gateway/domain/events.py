@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from payment_gateway.domain.operations import OperationStatus
 from payment_gateway.domain.payment import PaymentStatus
 
 
@@ -26,3 +27,21 @@ class PaymentStatusChanged:
     currency: str | None = None  # on creation
     by: str = "request"  # or "reconciler"
     request_id: str | None = None  # the API request that caused it, if one did
+
+
+@dataclass(frozen=True, slots=True)
+class RefundStatusChanged:
+    """A refund reached ``status`` (succeeded or failed)."""
+
+    refund_id: str
+    payment_id: str
+    merchant_id: str
+    status: OperationStatus
+    amount: int
+    occurred_at: datetime
+    failure_reason: str | None = None
+    by: str = "request"
+    request_id: str | None = None
+
+
+StateChange = PaymentStatusChanged | RefundStatusChanged

@@ -13,24 +13,39 @@ from payment_gateway.domain.card import CardSummary
 class PaymentStatus(StrEnum):
     INIT = "init"
     PROCESSING = "processing"
+    AUTHORIZED = "authorized"  # held at the bank (capture=false), to capture or cancel
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
+TERMINAL_STATUSES = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED}
+)
+# Waiting for the deposit's outcome: the statuses a bank answer about the deposit may move.
 OPEN_STATUSES = frozenset({PaymentStatus.INIT, PaymentStatus.PROCESSING})
 
 _ALLOWED: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.INIT: frozenset(
-        {PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
+        {
+            PaymentStatus.PROCESSING,
+            PaymentStatus.AUTHORIZED,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+        }
     ),
-    PaymentStatus.PROCESSING: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
+    PaymentStatus.PROCESSING: frozenset(
+        {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
+    ),
+    # Only a capture (succeeded) or a void (canceled) moves an authorization on.
+    PaymentStatus.AUTHORIZED: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED}),
     PaymentStatus.SUCCEEDED: frozenset(),
     PaymentStatus.FAILED: frozenset(),
+    PaymentStatus.CANCELED: frozenset(),
 }
 
 
@@ -40,8 +55,14 @@ def can_transition(current: PaymentStatus, new: PaymentStatus) -> bool:
 
 
 def statuses_that_may_become(new: PaymentStatus) -> frozenset[PaymentStatus]:
-    """The statuses a row must have for a guarded write of ``new`` to apply."""
-    return frozenset(status for status, targets in _ALLOWED.items() if new in targets)
+    """The statuses a row must have for a deposit's outcome ``new`` to apply.
+
+    Only a payment still waiting for its deposit's outcome: an authorization moves on by a
+    capture or a void (domain/operations.py), never by another answer about the deposit.
+    """
+    return (
+        frozenset(status for status, targets in _ALLOWED.items() if new in targets) & OPEN_STATUSES
+    )
 
 
 class DeclineReason(StrEnum):
@@ -73,6 +94,20 @@ class Payment:
     code: str | None = None
     decline_reason: str | None = None
     tracking_id: str | None = None
+    capture: bool = True  # False: authorize only, capture later
+    amount_captured: int = 0
+    amount_refunded: int = 0  # by succeeded refunds
+    amount_refund_pending: int = 0  # by refunds sent and not yet settled
+    cancellation_reason: str | None = None
+
+    @property
+    def refunded(self) -> bool:
+        return self.amount_captured > 0 and self.amount_refunded >= self.amount_captured
+
+    @property
+    def amount_refundable(self) -> int:
+        """What refunds may still take: pending ones count, lest two race for the same."""
+        return max(self.amount_captured - self.amount_refunded - self.amount_refund_pending, 0)
 
     def apply(self, resolution: Resolution, now: datetime) -> bool:
         """Move to the resolution's status if the machine allows it; report whether it did."""
@@ -80,9 +115,11 @@ class Payment:
             # processing -> processing: nothing to record but a tracking id may have arrived.
             self.tracking_id = resolution.tracking_id or self.tracking_id
             return False
-        if not can_transition(self.status, resolution.status):
+        if self.status not in statuses_that_may_become(resolution.status):
             return False
         self.status = resolution.status
+        if resolution.status is PaymentStatus.SUCCEEDED:
+            self.amount_captured = self.amount
         self.code = resolution.code
         self.decline_reason = resolution.decline_reason
         self.tracking_id = resolution.tracking_id or self.tracking_id
@@ -102,6 +139,7 @@ class PaymentRequest:
     amount: int
     currency: str
     reference: str | None
+    capture: bool = True
 
     def fingerprint_material(self) -> bytes:
         """A canonical encoding of the content, for keyed hashing (never stored as is).
@@ -119,6 +157,7 @@ class PaymentRequest:
             self.amount,
             self.currency,
             self.reference,
+            *([] if self.capture else ["authorize-only"]),
         ]
         return json.dumps(fields, ensure_ascii=False).encode()
 

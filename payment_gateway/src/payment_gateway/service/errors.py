@@ -50,6 +50,22 @@ class RequestInProgress(GatewayError):
     type_slug = "request-in-progress"
 
 
+class WrongStatus(GatewayError):
+    """The payment's status does not allow the operation (the detail says which it has)."""
+
+    status_code = 409
+    title = "Conflict"
+    type_slug = "wrong-status"
+
+
+class BankDeclined(GatewayError):
+    """The bank refused or declined the operation: nothing changed."""
+
+    status_code = 402
+    title = "Payment Required"
+    type_slug = "bank-declined"
+
+
 class StorageUnavailable(GatewayError):
     """The database could not be reached or dropped the connection; the work was not done."""
 

@@ -1,34 +1,54 @@
-"""How a committed status change is announced: one log line and one metric."""
+"""How a committed state change is announced: one log line and one metric."""
 
 from __future__ import annotations
 
 import structlog
 
-from payment_gateway.domain.events import PaymentStatusChanged
-from payment_gateway.metrics import PAYMENTS
+from payment_gateway.domain.events import PaymentStatusChanged, RefundStatusChanged, StateChange
+from payment_gateway.metrics import PAYMENTS, REFUNDS
 
 log = structlog.get_logger(__name__)
 
 
-def announce(change: PaymentStatusChanged) -> None:
-    details = {
-        name: value
-        for name, value in (
-            ("code", change.code),
-            ("decline_reason", change.decline_reason),
-            ("amount", change.amount),
-            ("currency", change.currency),
-            # Written by a group-commit writer serving many requests: name the one it was.
-            ("request_id", change.request_id),
-        )
-        if value is not None
-    }
+def announce(change: StateChange) -> None:
+    if isinstance(change, RefundStatusChanged):
+        _announce_refund(change)
+    else:
+        _announce_payment(change)
+
+
+def _present(**fields: object) -> dict[str, object]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _announce_payment(change: PaymentStatusChanged) -> None:
     log.info(
         "payment_status_changed",
         payment_id=change.payment_id,
         merchant_id=change.merchant_id,
         status=change.status.value,
         by=change.by,
-        **details,
+        # Written by a group-commit writer serving many requests: name the one it was.
+        **_present(
+            code=change.code,
+            decline_reason=change.decline_reason,
+            amount=change.amount,
+            currency=change.currency,
+            request_id=change.request_id,
+        ),
     )
     PAYMENTS.labels(change.status.value).inc()
+
+
+def _announce_refund(change: RefundStatusChanged) -> None:
+    log.info(
+        "refund_status_changed",
+        refund_id=change.refund_id,
+        payment_id=change.payment_id,
+        merchant_id=change.merchant_id,
+        status=change.status.value,
+        amount=change.amount,
+        by=change.by,
+        **_present(failure_reason=change.failure_reason, request_id=change.request_id),
+    )
+    REFUNDS.labels(change.status.value).inc()

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -17,6 +17,7 @@ from payment_gateway.domain.bank import resolve_deposit
 from payment_gateway.domain.card import CardSummary, card_brand
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import (
+    OPEN_STATUSES,
     DeclineReason,
     Payment,
     PaymentRequest,
@@ -66,6 +67,7 @@ class PaymentPolicy:
     # Past this age a payment is not sent any more: its bank call could then outlast the
     # in-flight window, inside which retries get 409 and the reconciler leaves it alone.
     max_send_delay: timedelta
+    authorization_ttl: timedelta = timedelta(days=7)  # uncaptured authorizations expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,9 @@ class PaymentService:
                 PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
             )
         else:
-            resolution = resolve_deposit(await self._bank.deposit(payment.id, request))
+            resolution = resolve_deposit(
+                await self._bank.deposit(payment.id, request), capture=request.capture
+            )
         return CreatePaymentResult(await self._apply(merchant, payment, resolution), replayed=False)
 
     async def _record(
@@ -179,6 +183,7 @@ class PaymentService:
             ),
             created_at=now,
             updated_at=now,
+            capture=request.capture,
         )
         card = StoredCard(
             id=new_id(),
@@ -193,9 +198,13 @@ class PaymentService:
     async def _apply(self, merchant: Merchant, payment: Payment, resolution: Resolution) -> Payment:
         """Record what the bank said. The card may be charged by now: never answer 500 here."""
         done = self._clock()
-        next_attempt_at = (
-            None if resolution.status.is_terminal else done + self._policy.first_reconcile_delay
-        )
+        if resolution.status in OPEN_STATUSES:
+            next_attempt_at: datetime | None = done + self._policy.first_reconcile_delay
+        elif resolution.status is PaymentStatus.AUTHORIZED:
+            # An authorization's next look is its expiry: canceled if not captured by then.
+            next_attempt_at = payment.created_at + self._policy.authorization_ttl
+        else:
+            next_attempt_at = None
         transition = StatusTransition(
             payment.id,
             merchant.id,

@@ -13,6 +13,7 @@ from typing import Protocol, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.operations import Operation, OperationKind, OperationResolution
 from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution, RetrySchedule
 
 
@@ -46,6 +47,7 @@ class DuePayment:
     merchant_id: str
     status: str
     created_at: datetime
+    capture: bool = True  # False: an approved deposit is an authorization
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,43 @@ class StatusTransition:
     next_attempt_at: datetime | None  # None once the status is terminal
     by: str = "request"  # or "reconciler": who learned the answer
     request_id: str | None = None  # of the request that learned it, for its event
+
+
+@dataclass(frozen=True, slots=True)
+class NewOperation:
+    """A capture, void or refund about to be recorded (`pending`), before its bank call."""
+
+    operation: Operation
+    idempotency: IdempotencyRecord | None
+    next_attempt_at: datetime  # when the reconciler may first ask the bank about it
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedOperation:
+    """An operation found by its idempotency key, with the hash of the request that made it."""
+
+    operation: Operation
+    request_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSettlement:
+    """What to record of an operation once the bank's answer is known (a guarded write)."""
+
+    operation: Operation
+    resolution: OperationResolution
+    at: datetime
+    next_attempt_at: datetime | None  # None once settled; when to ask again if still pending
+    by: str = "request"  # or "reconciler"
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueAuthorization:
+    """An authorization past AUTHORIZATION_TTL_SECONDS, claimed for cancelling."""
+
+    payment_id: str
+    merchant_id: str
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -111,6 +150,60 @@ class PaymentRepository(Protocol):
 
     async def oldest_open_created_at(self) -> datetime | None: ...
 
+    async def claim_settlement(self, payment_id: str, operation_id: str) -> bool:
+        """Make ``operation_id`` the one capture or void under way of an authorized payment."""
+        ...
+
+    async def release_settlement(self, payment_id: str, operation_id: str) -> None: ...
+
+    async def capture(self, payment_id: str, operation_id: str, amount: int, at: datetime) -> bool:
+        """authorized -> succeeded, with ``amount`` captured (by that operation only)."""
+        ...
+
+    async def cancel(self, payment_id: str, operation_id: str, reason: str, at: datetime) -> bool:
+        """authorized -> canceled (by that operation only)."""
+        ...
+
+    async def reserve_refund(self, payment_id: str, amount: int) -> bool:
+        """Count ``amount`` as pending refund, if what is left to refund covers it."""
+        ...
+
+    async def settle_refund(self, payment_id: str, amount: int, *, succeeded: bool) -> None:
+        """A pending refund of ``amount`` ended: refunded if it succeeded, released if not."""
+        ...
+
+    async def claim_expired_authorizations(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[DueAuthorization]: ...
+
+
+class OperationRepository(Protocol):
+    async def add(self, new: NewOperation) -> None:
+        """Insert the operation; DuplicateIdempotencyKey if its claim is taken."""
+        ...
+
+    async def get(self, operation_id: str, merchant_id: str) -> Operation | None: ...
+
+    async def find_by_idempotency_key(
+        self, merchant_id: str, kind: OperationKind, key: str
+    ) -> KeyedOperation | None: ...
+
+    async def list_for_payment(
+        self, payment_id: str, merchant_id: str, kind: OperationKind, limit: int
+    ) -> list[Operation]: ...
+
+    async def settle(self, settlement: OperationSettlement) -> bool:
+        """Record the resolution if the operation is still pending; True if it was."""
+        ...
+
+    async def claim_due(
+        self, now: datetime, limit: int, schedule: RetrySchedule
+    ) -> list[Operation]:
+        """Pending operations whose next inquiry is due, claimed like payments are."""
+        ...
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int: ...
+
 
 class MerchantRepository(Protocol):
     async def by_key_hash(self, key_hash: str) -> Merchant | None: ...
@@ -138,6 +231,9 @@ class UnitOfWork(Protocol):
     def merchants(self) -> MerchantRepository: ...
 
     @property
+    def operations(self) -> OperationRepository: ...
+
+    @property
     def cards(self) -> CardRepository: ...
 
     async def __aenter__(self) -> Self: ...
@@ -159,6 +255,12 @@ class UnitOfWorkFactory(Protocol):
 
     async def ping(self) -> None:
         """Raise StorageUnavailable unless the database answers."""
+        ...
+
+
+class OperationRecorder(Protocol):
+    async def settle_operation(self, settlement: OperationSettlement) -> bool:
+        """Record an operation's resolution and what it does to its payment; True if applied."""
         ...
 
 
@@ -193,6 +295,18 @@ class BankAdapter(Protocol):
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:
         """What the bank knows of the deposit: an answer, a fault, or None when it has none."""
+        ...
+
+    async def operate(
+        self, kind: OperationKind, operation_id: str, payment_id: str, amount: int
+    ) -> BankAnswer | BankFault:
+        """Capture, void or refund, with ``operation_id`` as the de-duplication reference."""
+        ...
+
+    async def inquire_operation(
+        self, kind: OperationKind, operation_id: str
+    ) -> BankAnswer | BankFault | None:
+        """What the bank knows of an operation, or None when it has none."""
         ...
 
 

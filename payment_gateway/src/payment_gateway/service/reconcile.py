@@ -8,8 +8,16 @@ from datetime import timedelta
 
 import structlog
 
-from payment_gateway.domain.bank import BankFault, resolve_deposit
+from payment_gateway.domain.bank import BankFault, resolve_deposit, resolve_operation
+from payment_gateway.domain.merchant import Merchant
+from payment_gateway.domain.operations import (
+    CancellationReason,
+    Operation,
+    OperationResolution,
+    OperationStatus,
+)
 from payment_gateway.domain.payment import (
+    OPEN_STATUSES,
     DeclineReason,
     PaymentStatus,
     Resolution,
@@ -17,6 +25,8 @@ from payment_gateway.domain.payment import (
 )
 from payment_gateway.metrics import RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
+from payment_gateway.service.errors import GatewayError
+from payment_gateway.service.operations import PaymentOperations
 from payment_gateway.service.ports import (
     BankAdapter,
     DuePayment,
@@ -40,6 +50,7 @@ class ReconcilePolicy:
     lease_seconds: float  # how long a claim keeps other replicas away
     max_backoff_seconds: float
     idempotency_ttl: timedelta
+    authorization_ttl: timedelta  # uncaptured authorizations are canceled after this
 
     @property
     def schedule(self) -> RetrySchedule:
@@ -58,6 +69,7 @@ class Reconciler:
         uow: UnitOfWorkFactory,
         recorder: PaymentRecorder,
         bank: BankAdapter,
+        operations: PaymentOperations,
         policy: ReconcilePolicy,
         clock: Clock = utc_now,
         concurrency: int = 16,
@@ -65,6 +77,7 @@ class Reconciler:
         self._uow = uow
         self._recorder = recorder  # the requests' own write path (and group commit)
         self._bank = bank
+        self._operations = operations
         self._policy = policy
         self._clock = clock
         self._concurrency = concurrency
@@ -107,17 +120,73 @@ class Reconciler:
         elif isinstance(answer, BankFault):
             return False  # try again after the backoff the claim already set
         else:
-            resolution = resolve_deposit(answer)
+            resolution = resolve_deposit(answer, capture=payment.capture)
         next_attempt_at = None
-        if not resolution.status.is_terminal:
+        if resolution.status in OPEN_STATUSES:
             if payment.status != PaymentStatus.INIT:
                 return False  # still processing: look again after the claim's backoff
             # A dead request's payment the bank holds as pending: out of `init`, still watched.
             next_attempt_at = now + timedelta(seconds=self._policy.interval_seconds)
+        elif resolution.status is PaymentStatus.AUTHORIZED:
+            # An authorization's next look is its expiry (expire_authorizations).
+            next_attempt_at = payment.created_at + self._policy.authorization_ttl
         transition = StatusTransition(
             payment.id, payment.merchant_id, resolution, now, next_attempt_at, by="reconciler"
         )
         return await self._recorder.record_transition(transition)
+
+    async def reconcile_due_operations(self) -> ReconcileReport:
+        """Ask the bank about pending captures, voids and refunds, as about payments."""
+        report = ReconcileReport()
+        now = self._clock()
+        async with self._uow() as uow:
+            due = await uow.operations.claim_due(
+                now, min(self._concurrency, self._policy.batch_size), self._policy.schedule
+            )
+            await uow.commit()
+        report.claimed = len(due)
+        results = await asyncio.gather(*(self._reconcile_operation(op) for op in due))
+        report.resolved = sum(results)
+        return report
+
+    async def _reconcile_operation(self, operation: Operation) -> bool:
+        answer = await self._bank.inquire_operation(operation.kind, operation.id)
+        if answer is None:
+            if operation.created_at > self._clock() - self._policy.not_found_grace:
+                return False  # the request may still be on its way to the bank
+            resolution = OperationResolution(OperationStatus.FAILED, DeclineReason.BANK_UNAVAILABLE)
+        else:
+            resolution = resolve_operation(answer)
+        if resolution.status is OperationStatus.PENDING:
+            return False  # look again after the backoff the claim already set
+        return await self._operations.settle_from_bank(operation, resolution)
+
+    async def expire_authorizations(self) -> int:
+        """Cancel authorizations not captured within AUTHORIZATION_TTL_SECONDS.
+
+        As an issuer would release the hold: through the same cancel as a merchant's, with
+        `cancellation_reason: expired`, claimed first so one replica does each.
+        """
+        async with self._uow() as uow:
+            due = await uow.payments.claim_expired_authorizations(
+                self._clock(), self._policy.batch_size, self._policy.lease_seconds
+            )
+            await uow.commit()
+        expired = 0
+        for authorization in due:
+            merchant = Merchant(authorization.merchant_id, "")
+            try:
+                await self._operations.cancel(
+                    merchant, authorization.payment_id, None, CancellationReason.EXPIRED
+                )
+                expired += 1
+            except GatewayError as error:  # captured or canceled meanwhile, most likely
+                log.info(
+                    "authorization_not_expired",
+                    payment_id=authorization.payment_id,
+                    reason=error.detail,
+                )
+        return expired
 
     async def release_expired_idempotency_keys(self) -> int:
         cutoff = self._clock() - self._policy.idempotency_ttl
@@ -132,6 +201,8 @@ class Reconciler:
         while True:
             try:
                 await self.reconcile_due_payments()
+                await self.reconcile_due_operations()
+                await self.expire_authorizations()
                 if ticks % 100 == 0:
                     await self.release_expired_idempotency_keys()
                 if card_data_eraser is not None and ticks % ERASE_CARD_DATA_EVERY_TICKS == 0:

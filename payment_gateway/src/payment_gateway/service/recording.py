@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from payment_gateway.domain.events import PaymentStatusChanged
+from payment_gateway.domain.events import PaymentStatusChanged, RefundStatusChanged, StateChange
+from payment_gateway.domain.operations import CancellationReason, OperationKind, OperationStatus
+from payment_gateway.domain.payment import PaymentStatus
 from payment_gateway.service.events import announce
 from payment_gateway.service.ports import (
     NewPayment,
+    OperationSettlement,
     StatusTransition,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -77,7 +80,67 @@ class TransactionalRecorder:
             await self._commit(uow, [_transitioned(transition) for transition in batch])
         return True
 
-    async def _commit(self, uow: UnitOfWork, changes: list[PaymentStatusChanged]) -> None:
+    async def settle_operation(self, settlement: OperationSettlement) -> bool:
+        """Settle a capture, void or refund, and apply what it does to its payment, at once.
+
+        The operation moves only from `pending` (so its effect applies once, whoever learns
+        the answer first); a still-pending answer just schedules the next inquiry.
+        """
+        async with self._uow() as uow:
+            if not await uow.operations.settle(settlement):
+                return False
+            changes = await _apply_to_payment(uow, settlement)
+            await self._commit(uow, changes)
+        return True
+
+    async def _commit(self, uow: UnitOfWork, changes: list[StateChange]) -> None:
         await uow.commit()
         for change in changes:
             announce(change)
+
+
+async def _apply_to_payment(uow: UnitOfWork, settlement: OperationSettlement) -> list[StateChange]:
+    operation, status = settlement.operation, settlement.resolution.status
+    if status is OperationStatus.PENDING:
+        return []
+    succeeded = status is OperationStatus.SUCCEEDED
+    payments = uow.payments
+    if operation.kind is OperationKind.REFUND:
+        await payments.settle_refund(operation.payment_id, operation.amount, succeeded=succeeded)
+        return [
+            RefundStatusChanged(
+                operation.id,
+                operation.payment_id,
+                operation.merchant_id,
+                status,
+                operation.amount,
+                settlement.at,
+                failure_reason=settlement.resolution.failure_reason,
+                by=settlement.by,
+                request_id=settlement.request_id,
+            )
+        ]
+    if not succeeded:  # the authorization stands: another capture or void may be tried
+        await payments.release_settlement(operation.payment_id, operation.id)
+        return []
+    if operation.kind is OperationKind.CAPTURE:
+        moved = await payments.capture(
+            operation.payment_id, operation.id, operation.amount, settlement.at
+        )
+        new_status = PaymentStatus.SUCCEEDED
+    else:
+        reason = operation.reason or CancellationReason.REQUESTED_BY_MERCHANT
+        moved = await payments.cancel(operation.payment_id, operation.id, reason, settlement.at)
+        new_status = PaymentStatus.CANCELED
+    if not moved:
+        return []
+    return [
+        PaymentStatusChanged(
+            operation.payment_id,
+            operation.merchant_id,
+            new_status,
+            settlement.at,
+            by=settlement.by,
+            request_id=settlement.request_id,
+        )
+    ]

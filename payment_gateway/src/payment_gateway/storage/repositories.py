@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
+from payment_gateway.domain.operations import Operation, OperationKind, OperationStatus
 from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     Payment,
@@ -34,14 +35,18 @@ from payment_gateway.domain.payment import (
 )
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
+    DueAuthorization,
     DuePayment,
     DuplicateIdempotencyKey,
     DuplicateMerchant,
+    KeyedOperation,
     KeyedPayment,
+    NewOperation,
     NewPayment,
+    OperationSettlement,
     StatusTransition,
 )
-from payment_gateway.storage.tables import api_keys, cards, merchants, payments
+from payment_gateway.storage.tables import api_keys, cards, merchants, operations, payments
 
 _OPEN = [status.value for status in OPEN_STATUSES]
 
@@ -58,6 +63,11 @@ _payment_with_card = select(
     payments.c.created_at,
     payments.c.updated_at,
     payments.c.request_hash,
+    payments.c.capture,
+    payments.c.amount_captured,
+    payments.c.amount_refunded,
+    payments.c.amount_refund_pending,
+    payments.c.cancellation_reason,
     cards.c.last4,
     cards.c.brand,
     cards.c.expiry_month,
@@ -89,6 +99,8 @@ def _guarded_update(new_status: PaymentStatus, nulls: frozenset[str]) -> Update:
     if "tracking_id" not in nulls:
         # Keep a tracking id already recorded when this answer carries none.
         values["tracking_id"] = func.coalesce(bindparam("tracking_id"), payments.c.tracking_id)
+    if new_status is PaymentStatus.SUCCEEDED:
+        values["amount_captured"] = payments.c.amount  # a deposit that captures takes it all
     return (
         update(payments)
         .where(
@@ -131,6 +143,7 @@ def _payment_row(entry: NewPayment) -> dict[str, Any]:
         "updated_at": payment.updated_at,
         "next_attempt_at": entry.next_attempt_at,
         "attempts": 0,
+        "capture": payment.capture,
     }
 
 
@@ -160,6 +173,11 @@ def _to_payment(row: Any) -> Payment:
         code=row.code,
         decline_reason=row.decline_reason,
         tracking_id=row.tracking_id,
+        capture=bool(row.capture),
+        amount_captured=row.amount_captured,
+        amount_refunded=row.amount_refunded,
+        amount_refund_pending=row.amount_refund_pending,
+        cancellation_reason=row.cancellation_reason,
     )
 
 
@@ -264,6 +282,7 @@ class SqlPaymentRepository:
                 payments.c.status,
                 payments.c.created_at,
                 payments.c.attempts,
+                payments.c.capture,
             )
             .where(due)
             .order_by(payments.c.next_attempt_at)
@@ -283,7 +302,11 @@ class SqlPaymentRepository:
                 )
             )
             if (await self._connection.execute(claim)).rowcount:
-                claimed.append(DuePayment(row.id, row.merchant_id, row.status, row.created_at))
+                claimed.append(
+                    DuePayment(
+                        row.id, row.merchant_id, row.status, row.created_at, bool(row.capture)
+                    )
+                )
         return claimed
 
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
@@ -301,6 +324,123 @@ class SqlPaymentRepository:
         )
         value: datetime | None = await self._connection.scalar(statement)
         return value
+
+    # -- after the charge: captures, voids, refunds (docs/design.md, Capture and refunds)
+
+    async def claim_settlement(self, payment_id: str, operation_id: str) -> bool:
+        statement = (
+            update(payments)
+            .where(
+                payments.c.id == payment_id,
+                payments.c.status == PaymentStatus.AUTHORIZED.value,
+                payments.c.settlement_operation_id.is_(None),
+            )
+            .values(settlement_operation_id=operation_id)
+        )
+        return bool((await self._connection.execute(statement)).rowcount)
+
+    async def release_settlement(self, payment_id: str, operation_id: str) -> None:
+        await self._connection.execute(
+            update(payments)
+            .where(
+                payments.c.id == payment_id,
+                payments.c.settlement_operation_id == operation_id,
+            )
+            .values(settlement_operation_id=None)
+        )
+
+    async def capture(self, payment_id: str, operation_id: str, amount: int, at: datetime) -> bool:
+        return await self._settle_authorization(
+            payment_id,
+            operation_id,
+            status=PaymentStatus.SUCCEEDED.value,
+            amount_captured=amount,
+            updated_at=at,
+        )
+
+    async def cancel(self, payment_id: str, operation_id: str, reason: str, at: datetime) -> bool:
+        return await self._settle_authorization(
+            payment_id,
+            operation_id,
+            status=PaymentStatus.CANCELED.value,
+            cancellation_reason=reason,
+            updated_at=at,
+        )
+
+    async def _settle_authorization(
+        self, payment_id: str, operation_id: str, **values: object
+    ) -> bool:
+        statement = (
+            update(payments)
+            .where(
+                payments.c.id == payment_id,
+                payments.c.status == PaymentStatus.AUTHORIZED.value,
+                payments.c.settlement_operation_id == operation_id,
+            )
+            .values(settlement_operation_id=None, next_attempt_at=None, **values)
+        )
+        return bool((await self._connection.execute(statement)).rowcount)
+
+    async def reserve_refund(self, payment_id: str, amount: int) -> bool:
+        """The guard that keeps refunds within what was captured, whatever the concurrency.
+
+        One conditional UPDATE: the row lock it takes serialises racing refunds, and each
+        sees the others' reservations, so two refunds of the last 60 of 100 cannot both pass.
+        """
+        reserved = payments.c.amount_refunded + payments.c.amount_refund_pending
+        statement = (
+            update(payments)
+            .where(
+                payments.c.id == payment_id,
+                payments.c.status == PaymentStatus.SUCCEEDED.value,
+                reserved + amount <= payments.c.amount_captured,
+            )
+            .values(amount_refund_pending=payments.c.amount_refund_pending + amount)
+        )
+        return bool((await self._connection.execute(statement)).rowcount)
+
+    async def settle_refund(self, payment_id: str, amount: int, *, succeeded: bool) -> None:
+        values: dict[str, Any] = {
+            "amount_refund_pending": payments.c.amount_refund_pending - amount
+        }
+        if succeeded:
+            values["amount_refunded"] = payments.c.amount_refunded + amount
+        await self._connection.execute(
+            update(payments).where(payments.c.id == payment_id).values(**values)
+        )
+
+    async def claim_expired_authorizations(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[DueAuthorization]:
+        """Authorizations whose hold has expired (next_attempt_at is their expiry), claimed.
+
+        Claimed as the reconciler claims payments: the expiry moves on by the lease, so
+        another replica leaves them alone while this one cancels them.
+        """
+        due = and_(
+            payments.c.status == PaymentStatus.AUTHORIZED.value,
+            payments.c.next_attempt_at <= now,
+            payments.c.settlement_operation_id.is_(None),
+        )
+        statement = (
+            select(payments.c.id, payments.c.merchant_id)
+            .where(due)
+            .order_by(payments.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._connection.dialect.name != "sqlite":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = (await self._connection.execute(statement)).all()
+        claimed: list[DueAuthorization] = []
+        for row in rows:
+            claim = (
+                update(payments)
+                .where(payments.c.id == row.id, due)
+                .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+            )
+            if (await self._connection.execute(claim)).rowcount:
+                claimed.append(DueAuthorization(row.id, row.merchant_id))
+        return claimed
 
 
 class SqlMerchantRepository:
@@ -402,3 +542,160 @@ class SqlCardRepository:
             .values(pan_encrypted=b"", holder_name_encrypted=None, erased_at=now)
         )
         return int((await self._connection.execute(erase)).rowcount)
+
+
+_operation_columns = select(
+    operations.c.id,
+    operations.c.payment_id,
+    operations.c.merchant_id,
+    operations.c.kind,
+    operations.c.amount,
+    operations.c.currency,
+    operations.c.status,
+    operations.c.created_at,
+    operations.c.updated_at,
+    operations.c.reason,
+    operations.c.reference,
+    operations.c.failure_reason,
+    operations.c.tracking_id,
+    operations.c.request_hash,
+    operations.c.attempts,
+)
+
+
+def _to_operation(row: Any) -> Operation:
+    return Operation(
+        id=row.id,
+        payment_id=row.payment_id,
+        merchant_id=row.merchant_id,
+        kind=OperationKind(row.kind),
+        amount=row.amount,
+        currency=row.currency,
+        status=OperationStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        reason=row.reason,
+        reference=row.reference,
+        failure_reason=row.failure_reason,
+        tracking_id=row.tracking_id,
+    )
+
+
+class SqlOperationRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, new: NewOperation) -> None:
+        operation, idempotency = new.operation, new.idempotency
+        row = {
+            "id": operation.id,
+            "payment_id": operation.payment_id,
+            "merchant_id": operation.merchant_id,
+            "kind": operation.kind.value,
+            "status": operation.status.value,
+            "amount": operation.amount,
+            "currency": operation.currency,
+            "reason": operation.reason,
+            "reference": operation.reference,
+            "idempotency_key": idempotency.key if idempotency else None,
+            "request_hash": idempotency.request_hash if idempotency else None,
+            "created_at": operation.created_at,
+            "updated_at": operation.updated_at,
+            "next_attempt_at": new.next_attempt_at,
+        }
+        try:
+            await self._connection.execute(insert(operations), row)
+        except IntegrityError as exc:
+            if idempotency is None:
+                raise
+            raise DuplicateIdempotencyKey(idempotency.key) from exc
+
+    async def get(self, operation_id: str, merchant_id: str) -> Operation | None:
+        statement = _operation_columns.where(
+            operations.c.id == operation_id, operations.c.merchant_id == merchant_id
+        )
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else _to_operation(row)
+
+    async def find_by_idempotency_key(
+        self, merchant_id: str, kind: OperationKind, key: str
+    ) -> KeyedOperation | None:
+        statement = _operation_columns.where(
+            operations.c.merchant_id == merchant_id,
+            operations.c.kind == kind.value,
+            operations.c.idempotency_key == key,
+        )
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else KeyedOperation(_to_operation(row), row.request_hash)
+
+    async def list_for_payment(
+        self, payment_id: str, merchant_id: str, kind: OperationKind, limit: int
+    ) -> list[Operation]:
+        statement = (
+            _operation_columns.where(
+                operations.c.payment_id == payment_id,
+                operations.c.merchant_id == merchant_id,
+                operations.c.kind == kind.value,
+            )
+            .order_by(operations.c.created_at.desc(), operations.c.id.desc())
+            .limit(limit)
+        )
+        return [_to_operation(row) for row in await self._connection.execute(statement)]
+
+    async def settle(self, settlement: OperationSettlement) -> bool:
+        resolution = settlement.resolution
+        values: dict[str, Any] = {
+            "status": resolution.status.value,
+            "failure_reason": resolution.failure_reason,
+            "updated_at": settlement.at,
+            "next_attempt_at": settlement.next_attempt_at,
+            "tracking_id": func.coalesce(resolution.tracking_id, operations.c.tracking_id),
+        }
+        if resolution.status is OperationStatus.PENDING:
+            values = {"next_attempt_at": settlement.next_attempt_at}
+        statement = (
+            update(operations)
+            .where(
+                operations.c.id == settlement.operation.id,
+                operations.c.status == OperationStatus.PENDING.value,
+            )
+            .values(**values)
+        )
+        return bool((await self._connection.execute(statement)).rowcount)
+
+    async def claim_due(
+        self, now: datetime, limit: int, schedule: RetrySchedule
+    ) -> list[Operation]:
+        due = and_(
+            operations.c.status == OperationStatus.PENDING.value,
+            operations.c.next_attempt_at <= now,
+        )
+        statement = (
+            _operation_columns.where(due).order_by(operations.c.next_attempt_at).limit(limit)
+        )
+        if self._connection.dialect.name != "sqlite":
+            statement = statement.with_for_update(skip_locked=True)
+        claimed: list[Operation] = []
+        for row in (await self._connection.execute(statement)).all():
+            claim = (
+                update(operations)
+                .where(operations.c.id == row.id, due)
+                .values(
+                    next_attempt_at=schedule.next_attempt_at(now, row.attempts),
+                    attempts=operations.c.attempts + 1,
+                )
+            )
+            if (await self._connection.execute(claim)).rowcount:
+                claimed.append(_to_operation(row))
+        return claimed
+
+    async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
+        statement = (
+            update(operations)
+            .where(
+                operations.c.idempotency_key.is_not(None),
+                operations.c.created_at < created_before,
+            )
+            .values(idempotency_key=None, request_hash=None)
+        )
+        return int((await self._connection.execute(statement)).rowcount)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -124,6 +126,15 @@ payments = Table(
     # Reconciliation bookkeeping: when the reconciler may next look, and how often it has.
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("attempts", Integer(), nullable=False, server_default="0"),
+    # After the charge (docs/design.md, Capture and refunds): `capture` false authorizes only.
+    Column("capture", Boolean(), nullable=False, server_default=true()),
+    Column("amount_captured", BigInteger(), nullable=False, server_default="0"),
+    Column("amount_refunded", BigInteger(), nullable=False, server_default="0"),
+    # Refunds sent but not yet settled: they count against what is left to refund.
+    Column("amount_refund_pending", BigInteger(), nullable=False, server_default="0"),
+    Column("cancellation_reason", String(32), nullable=True),
+    # The capture or void under way: one at a time, claimed by a guarded UPDATE.
+    Column("settlement_operation_id", ID, nullable=True),
     UniqueConstraint("merchant_id", "idempotency_key"),
     Index(None, "merchant_id", "created_at"),
     # Only open payments have a next_attempt_at, so the reconciler's range scan over this
@@ -140,4 +151,33 @@ key_checks = Table(
     Column("name", String(64), primary_key=True),
     Column("check_value", LargeBinary(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+# Captures, voids and refunds: each the bank's de-duplication reference (its id), written
+# `pending` before the bank call, as payments are.
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False),
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount", BigInteger(), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("reference", String(64), nullable=True),
+    Column("failure_reason", String(64), nullable=True),
+    Column("tracking_id", String(64), nullable=True),
+    # Idempotency claim, per merchant and kind of operation.
+    Column("idempotency_key", IDEMPOTENCY_KEY, nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    UniqueConstraint("merchant_id", "kind", "idempotency_key"),
+    Index(None, "payment_id", "created_at"),
+    Index(None, "next_attempt_at"),
 )

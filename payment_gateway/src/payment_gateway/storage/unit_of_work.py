@@ -15,6 +15,7 @@ from payment_gateway.storage.database import READ_ONLY, autocommit_engine
 from payment_gateway.storage.repositories import (
     SqlCardRepository,
     SqlMerchantRepository,
+    SqlOperationRepository,
     SqlPaymentRepository,
 )
 
@@ -40,6 +41,7 @@ class SqlUnitOfWork:
     payments: SqlPaymentRepository
     merchants: SqlMerchantRepository
     cards: SqlCardRepository
+    operations: SqlOperationRepository
 
     def __init__(
         self, engine: AsyncEngine, *, read_only: bool = False, autocommit: bool = False
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self.payments = SqlPaymentRepository(connection)
         self.merchants = SqlMerchantRepository(connection)
         self.cards = SqlCardRepository(connection)
+        self.operations = SqlOperationRepository(connection)
         return self
 
     async def __aexit__(

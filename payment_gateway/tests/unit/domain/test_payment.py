@@ -47,7 +47,9 @@ def new_payment() -> Payment:
 
 
 def test_status_sets() -> None:
-    assert {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED} == TERMINAL_STATUSES
+    assert {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED} == (
+        TERMINAL_STATUSES
+    )
     assert {PaymentStatus.INIT, PaymentStatus.PROCESSING} == OPEN_STATUSES
     assert all(s.is_terminal for s in TERMINAL_STATUSES)
     assert not any(s.is_terminal for s in OPEN_STATUSES)
@@ -67,6 +69,15 @@ def test_status_sets() -> None:
         (PaymentStatus.FAILED, PaymentStatus.SUCCEEDED, False),
         (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING, False),
         (PaymentStatus.FAILED, PaymentStatus.INIT, False),
+        (PaymentStatus.INIT, PaymentStatus.AUTHORIZED, True),
+        (PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED, True),
+        (PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED, True),  # captured
+        (PaymentStatus.AUTHORIZED, PaymentStatus.CANCELED, True),  # voided or expired
+        (PaymentStatus.AUTHORIZED, PaymentStatus.FAILED, False),
+        (PaymentStatus.AUTHORIZED, PaymentStatus.PROCESSING, False),
+        (PaymentStatus.INIT, PaymentStatus.CANCELED, False),
+        (PaymentStatus.CANCELED, PaymentStatus.SUCCEEDED, False),
+        (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, False),
     ],
 )
 def test_can_transition_table(current: PaymentStatus, new: PaymentStatus, allowed: bool) -> None:
@@ -82,9 +93,12 @@ def test_can_transition_never_leaves_a_terminal_status(
 
 @given(statuses)
 def test_statuses_that_may_become_matches_can_transition(new: PaymentStatus) -> None:
-    expected = {s for s in PaymentStatus if can_transition(s, new)}
+    # A deposit's outcome moves only a payment still waiting for it: an authorization moves
+    # on by a capture or a void alone.
+    expected = {s for s in OPEN_STATUSES if can_transition(s, new)}
     assert set(statuses_that_may_become(new)) == expected
     assert not statuses_that_may_become(new) & TERMINAL_STATUSES
+    assert PaymentStatus.AUTHORIZED not in statuses_that_may_become(new)
 
 
 def test_statuses_that_may_become_values() -> None:
@@ -92,6 +106,8 @@ def test_statuses_that_may_become_values() -> None:
     assert statuses_that_may_become(PaymentStatus.PROCESSING) == {PaymentStatus.INIT}
     assert statuses_that_may_become(PaymentStatus.SUCCEEDED) == OPEN_STATUSES
     assert statuses_that_may_become(PaymentStatus.FAILED) == OPEN_STATUSES
+    assert statuses_that_may_become(PaymentStatus.AUTHORIZED) == OPEN_STATUSES
+    assert statuses_that_may_become(PaymentStatus.CANCELED) == frozenset()
 
 
 @given(st.lists(resolutions, max_size=12))
@@ -113,9 +129,13 @@ def test_apply_is_consistent_with_can_transition(attempts: list[Resolution]) -> 
         before = copy.deepcopy(payment)
         now = T0 + timedelta(seconds=step)
         applied = payment.apply(resolution, now)
-        assert applied is can_transition(before.status, resolution.status)
+        assert applied is (
+            before.status in OPEN_STATUSES and can_transition(before.status, resolution.status)
+        )
         if applied:
             assert payment.status is resolution.status
+            captured = payment.amount if resolution.status is PaymentStatus.SUCCEEDED else 0
+            assert payment.amount_captured == captured
             assert payment.code == resolution.code
             assert payment.decline_reason == resolution.decline_reason
             assert payment.tracking_id == (resolution.tracking_id or before.tracking_id)

@@ -9,8 +9,11 @@ from fakes import FakeBank, FakePaymentRepository
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
+from payment_gateway.service.operations import PaymentOperations
 from payment_gateway.service.payments import PaymentService
 from payment_gateway.service.recording import TransactionalRecorder
+
+from ..conftest import OPERATION_POLICY
 
 PENDING = "4000000000009995"
 LONG_WAIT = 10_000.0  # past every backoff, lease and grace period in the policies
@@ -401,10 +404,13 @@ async def test_claims_no_more_than_it_can_ask_about_at_once(
         return due
 
     monkeypatch.setattr(repository, "claim_due", recorded_claim)
+    recorder = TransactionalRecorder(uow_factory)
+    operations = PaymentOperations(uow_factory, recorder, bank, b"k", OPERATION_POLICY)
     reconciler = Reconciler(
         uow_factory,
-        TransactionalRecorder(uow_factory),
+        recorder,
         bank,
+        operations,
         reconcile_policy,
         clock=clock,
         concurrency=3,
