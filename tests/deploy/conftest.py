@@ -8,17 +8,25 @@ every file against them, and against the applications themselves where those can
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
+from bank_simulator.app import create_app as create_bank_app
+from bank_simulator.config import Settings as BankSettings
+from payment_gateway.bank.http import HttpBankAdapter
+from payment_gateway.config import Settings as GatewaySettings
+from payment_gateway.domain.bank import BankAnswer, BankFault
+from pydantic_settings import BaseSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,11 +42,13 @@ class Facts:
     repo_root: Path = REPO_ROOT
     # Gateway settings read from the environment (docs/design.md, Configuration).
     gateway_secret_settings: frozenset[str] = frozenset(
-        {"DATABASE_URL", "CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY"}
+        {"DATABASE_URL", "CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "BANK_API_KEY"}
     )
     gateway_plain_settings: frozenset[str] = frozenset(
         {
             "BANK_URL",
+            # Production refuses a plain-http BANK_URL without it (the in-cluster simulator).
+            "BANK_ALLOW_INSECURE",
             "BANK_TIMEOUT_SECONDS",
             "RECONCILE_INTERVAL_SECONDS",
             "RECONCILE_NOT_FOUND_GRACE_SECONDS",
@@ -62,8 +72,10 @@ class Facts:
     # Read by uvicorn itself, not by the application.
     uvicorn_settings: frozenset[str] = frozenset({"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"})
     bank_settings: frozenset[str] = frozenset(
-        {"PENDING_SETTLE_SECONDS", "LATENCY_MS", "FAILURE_RATE", "MAX_TRANSACTIONS"}
+        {"PENDING_SETTLE_SECONDS", "LATENCY_MS", "FAILURE_RATE", "MAX_TRANSACTIONS", "BANK_API_KEY"}
     )
+    # The one secret the bank simulator reads: the gateway's bearer key, from the same Secret.
+    bank_secret_settings: frozenset[str] = frozenset({"BANK_API_KEY"})
     # The documented health routes (docs/design.md, Operations). When the apps can be
     # imported, the probe paths are also checked against the routes they really serve.
     gateway_health_routes: frozenset[str] = frozenset({"/healthz", "/readyz"})
@@ -276,3 +288,58 @@ def served_paths() -> Callable[[str, Iterable[str]], set[str]]:
 @pytest.fixture(scope="session")
 def uvicorn_option() -> Callable[[list[str], str], str | None]:
     return _uvicorn_option
+
+
+# --------------------------------------------------------------------------- start-up settings
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+@pytest.fixture
+def settings_from_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[type[SettingsT], Mapping[str, str]], SettingsT]:
+    """Builds a settings class the way the process would at start-up: from os.environ.
+
+    The class's own variables are first removed from the test's environment, so only the
+    environment under test is seen (names are case-insensitive to pydantic-settings).
+    """
+
+    def build(settings_class: type[SettingsT], environment: Mapping[str, str]) -> SettingsT:
+        fields = {name.lower() for name in settings_class.model_fields}
+        for name in list(os.environ):
+            if name.lower() in fields:
+                monkeypatch.delenv(name)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        return settings_class()
+
+    return build
+
+
+async def _gateway_inquiry_at_the_bank(
+    gateway: GatewaySettings, bank: BankSettings
+) -> BankAnswer | BankFault | None:
+    """An inquiry by the gateway's own bank adapter, built from `gateway`, answered in process
+    by the bank simulator app built from `bank`.
+
+    None is the bank's 404 for an unknown deposit: the request got past its key check. A 401
+    (wrong or missing key) comes back as BankFault.UNCERTAIN.
+    """
+    adapter = HttpBankAdapter(
+        gateway.bank_url,
+        gateway.bank_timeout_seconds,
+        api_key=gateway.bank_api_key.get_secret_value() or None,
+        transport=httpx.ASGITransport(app=create_bank_app(bank)),
+    )
+    try:
+        return await adapter.inquire("deploy-test-unknown-payment")
+    finally:
+        await adapter.aclose()
+
+
+@pytest.fixture(scope="session")
+def gateway_inquiry_at_the_bank() -> Callable[
+    [GatewaySettings, BankSettings], Awaitable[BankAnswer | BankFault | None]
+]:
+    return _gateway_inquiry_at_the_bank

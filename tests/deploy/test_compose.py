@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+from bank_simulator.config import Settings as BankSettings
 from cryptography.fernet import Fernet, MultiFernet
+from payment_gateway.config import Settings as GatewaySettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
@@ -90,14 +92,21 @@ def _env_files(service: dict[str, Any]) -> list[str]:
     return [e if isinstance(e, str) else e["path"] for e in entries]
 
 
-def _effective_env(service: dict[str, Any], env_example: dict[str, str]) -> dict[str, str]:
-    """The container's environment, with .env.example standing in for .env."""
+def _effective_env(
+    service: dict[str, Any], env_example: dict[str, str], shell: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The container's environment, with .env.example standing in for .env.
+
+    `shell` is what the user exported: it wins over .env for ${...} interpolation, but never
+    reaches a container through `env_file`.
+    """
     env: dict[str, str] = {}
     for path in _env_files(service):
         assert path == ".env", f"unexpected env file {path}"
         env.update(env_example)
-    # `environment` wins over `env_file`; values are interpolated from .env (the project env).
-    env.update({k: _interpolate(v, env_example) for k, v in _environment(service).items()})
+    # `environment` wins over `env_file`; values are interpolated from the shell, then .env.
+    project_env = {**env_example, **(shell or {})}
+    env.update({k: _interpolate(v, project_env) for k, v in _environment(service).items()})
     return env
 
 
@@ -261,7 +270,7 @@ def test_env_example_values_are_usable_and_marked_as_examples(
     MultiFernet([Fernet(key) for key in keys])  # raises on a malformed key
     text = ENV_EXAMPLE.read_text(encoding="utf-8")
     assert "Fernet.generate_key()" in text, "tell operators how to generate a key"
-    for name in ("CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "MYSQL_PASSWORD"):
+    for name in ("CARD_ENCRYPTION_KEYS", "IDEMPOTENCY_HASH_KEY", "BANK_API_KEY", "MYSQL_PASSWORD"):
         # The comment block right above each secret says it is an example.
         block = text.split(f"\n{name}=")[0].rsplit("\n\n", 1)[-1]
         assert "EXAMPLE" in block + env_example[name], name
@@ -271,6 +280,55 @@ def test_real_env_file_is_ignored_by_git() -> None:
     # (test_dockerfiles.py checks that .dockerignore keeps it out of the build context.)
     gitignore = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").split()
     assert ".env" in gitignore
+
+
+@pytest.mark.parametrize("name", ["gateway", "migrate"])
+def test_the_gateway_settings_validate(
+    services: dict[str, dict[str, Any]],
+    env_example: dict[str, str],
+    settings_from_environment: Any,
+    name: str,
+) -> None:
+    """What the container builds at start-up, from its compose environment and .env.example."""
+    settings = settings_from_environment(
+        GatewaySettings, _effective_env(services[name], env_example)
+    )
+    assert settings.app_env == "development"
+    assert settings.bank_api_key.get_secret_value() == env_example["BANK_API_KEY"]
+
+
+async def test_the_bank_simulator_accepts_the_gateways_key(
+    services: dict[str, dict[str, Any]],
+    env_example: dict[str, str],
+    settings_from_environment: Any,
+    gateway_inquiry_at_the_bank: Any,
+) -> None:
+    gateway = settings_from_environment(
+        GatewaySettings, _effective_env(services["gateway"], env_example)
+    )
+    bank = settings_from_environment(BankSettings, _effective_env(services["bank"], env_example))
+    assert bank.bank_api_key is not None, "the bank would accept requests without a key"
+    # 404 for the unknown deposit (None): past the bank's key check.
+    assert await gateway_inquiry_at_the_bank(gateway, bank) is None
+
+
+async def test_a_bank_api_key_exported_in_the_shell_reaches_both_sides(
+    services: dict[str, dict[str, Any]],
+    env_example: dict[str, str],
+    settings_from_environment: Any,
+    gateway_inquiry_at_the_bank: Any,
+) -> None:
+    """The bank gets the key by ${...} interpolation, where the shell beats .env; a gateway
+    reading it only through env_file would then send the .env key and get 401s."""
+    shell = {"BANK_API_KEY": "another-key-exported-in-the-shell"}
+    gateway = settings_from_environment(
+        GatewaySettings, _effective_env(services["gateway"], env_example, shell)
+    )
+    bank = settings_from_environment(
+        BankSettings, _effective_env(services["bank"], env_example, shell)
+    )
+    assert gateway.bank_api_key.get_secret_value() == shell["BANK_API_KEY"]
+    assert await gateway_inquiry_at_the_bank(gateway, bank) is None
 
 
 # --------------------------------------------------------------------------- hardening

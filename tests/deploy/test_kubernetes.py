@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import secrets
 from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
+from bank_simulator.config import Settings as BankSettings
+from cryptography.fernet import Fernet
+from payment_gateway.config import Settings as GatewaySettings
+from payment_gateway.domain.bank import BankFault
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -314,8 +320,8 @@ def test_migration_job_uses_the_same_secret_keys(
 ) -> None:
     container = _container(_find(resources, "Job", MIGRATION_JOB)["spec"]["template"])
     refs = _secret_refs(container)
-    assert "DATABASE_URL" in refs
-    assert set(refs) <= facts.gateway_secret_settings
+    # `migrate` builds the same production Settings as the gateway: it needs every secret.
+    assert set(refs) == facts.gateway_secret_settings
     assert {secret for secret, _ in refs.values()} == {facts.secret_name}
     assert all(key == env_name for env_name, (_, key) in refs.items())
 
@@ -351,7 +357,9 @@ def test_gateway_configmap_holds_production_settings_and_no_secrets(
 def test_bank_env_is_bank_settings(resources: list[dict[str, Any]], facts: Any) -> None:
     container = _container(_find(resources, "Deployment", BANK)["spec"]["template"])
     assert _env_names(container) <= facts.bank_settings
-    assert not _secret_refs(container)
+    refs = _secret_refs(container)
+    assert set(refs) == facts.bank_secret_settings
+    assert all(ref == (facts.secret_name, name) for name, ref in refs.items())
 
 
 def _gateway_setting_names() -> set[str]:
@@ -378,6 +386,149 @@ def test_settings_names_are_the_gateway_settings(facts: Any) -> None:
     expected = facts.gateway_settings
     names = _gateway_setting_names()
     assert expected <= names, sorted(expected - names)
+
+
+# --------------------------------------------------------------------------- start-up
+#
+# The gateway refuses to start in production with a missing, example or short secret, a SQLite
+# database or a plain-http bank (payment_gateway.config). These tests assemble each pod's
+# environment as the kubelet would and run that check on it.
+
+PLACEHOLDER = re.compile(r"CHANGE-ME[\w-]*")
+
+
+def _generated_secret_data(placeholders: dict[str, str]) -> dict[str, str]:
+    """secret.example.yaml's data with each CHANGE-ME placeholder replaced as an operator would:
+    a Fernet key for the card keys, 32 random bytes (URL-safe) for everything else."""
+    data = {}
+    for key, value in placeholders.items():
+        if key == "CARD_ENCRYPTION_KEYS":
+            data[key] = Fernet.generate_key().decode()
+        else:
+            data[key] = PLACEHOLDER.sub(lambda _: secrets.token_urlsafe(32), value)
+        assert data[key] != value, f"{key}: no CHANGE-ME placeholder to replace"
+    return data
+
+
+@pytest.fixture(scope="module")
+def example_secret() -> dict[str, Any]:
+    (secret,) = _documents("secret.example.yaml")
+    return secret
+
+
+@pytest.fixture(scope="module")
+def cluster_secrets(example_secret: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Secret name -> data, as the operator creates it from secret.example.yaml."""
+    return {
+        example_secret["metadata"]["name"]: _generated_secret_data(example_secret["stringData"])
+    }
+
+
+def _pod_environment(
+    container: dict[str, Any],
+    resources: list[dict[str, Any]],
+    cluster_secrets: dict[str, dict[str, str]],
+) -> dict[str, str]:
+    """The environment the kubelet gives `container`: `envFrom` first, then `env` over it.
+
+    A reference to a missing ConfigMap, Secret or key fails, as it keeps the real pod from
+    starting (CreateContainerConfigError).
+    """
+    config_maps = {r["metadata"]["name"]: r["data"] for r in resources if r["kind"] == "ConfigMap"}
+    stores = {"configMapRef": config_maps, "secretRef": cluster_secrets}
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ((kind, ref),) = ((k, v) for k, v in source.items() if k in stores)
+        assert "prefix" not in source, "envFrom prefixes are not modelled"
+        assert ref["name"] in stores[kind], f"{kind} {ref['name']} does not exist"
+        environment.update(stores[kind][ref["name"]])
+    key_stores = {"configMapKeyRef": config_maps, "secretKeyRef": cluster_secrets}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+            continue
+        ((kind, ref),) = entry["valueFrom"].items()
+        assert kind in key_stores, f"{entry['name']}: {kind} is not modelled"
+        data = key_stores[kind].get(ref["name"], {})
+        assert ref["key"] in data, f"{entry['name']}: no key {ref['key']} in {ref['name']}"
+        environment[entry["name"]] = data[ref["key"]]
+    return environment
+
+
+def _owner_container(resources: list[dict[str, Any]], owner: str) -> dict[str, Any]:
+    kind, name = owner.split("/")
+    return _container(_find(resources, kind, name)["spec"]["template"])
+
+
+GATEWAY_PODS = (f"Deployment/{GATEWAY}", f"Job/{MIGRATION_JOB}")
+
+
+@pytest.mark.parametrize("owner", GATEWAY_PODS)
+def test_gateway_pods_pass_the_production_settings_check(
+    resources: list[dict[str, Any]],
+    cluster_secrets: dict[str, dict[str, str]],
+    settings_from_environment: Any,
+    owner: str,
+) -> None:
+    """Both build the gateway's Settings at start-up (`migrate` too): both must validate."""
+    environment = _pod_environment(_owner_container(resources, owner), resources, cluster_secrets)
+    settings = settings_from_environment(GatewaySettings, environment)
+    assert settings.is_production
+    assert settings.bank_url.startswith("http://"), "the in-cluster simulator; see the configmap"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "refusal"),
+    [
+        ("drop BANK_ALLOW_INSECURE", "BANK_URL must be https"),
+        ("drop BANK_API_KEY", "BANK_API_KEY is required"),
+        ("keep the placeholders", "CARD_ENCRYPTION_KEYS"),
+    ],
+)
+@pytest.mark.parametrize("owner", GATEWAY_PODS)
+def test_the_settings_check_refuses_a_broken_pod_environment(
+    resources: list[dict[str, Any]],
+    cluster_secrets: dict[str, dict[str, str]],
+    example_secret: dict[str, Any],
+    settings_from_environment: Any,
+    owner: str,
+    breakage: str,
+    refusal: str,
+) -> None:
+    """Guards the test above: the same environment, minus what the manifests add, fails."""
+    if breakage == "keep the placeholders":
+        cluster_secrets = {example_secret["metadata"]["name"]: example_secret["stringData"]}
+    environment = _pod_environment(_owner_container(resources, owner), resources, cluster_secrets)
+    if breakage.startswith("drop "):
+        environment.pop(breakage.removeprefix("drop "), None)
+    with pytest.raises(ValidationError, match=refusal):
+        settings_from_environment(GatewaySettings, environment)
+
+
+async def test_the_bank_simulator_accepts_the_gateways_key(
+    resources: list[dict[str, Any]],
+    cluster_secrets: dict[str, dict[str, str]],
+    settings_from_environment: Any,
+    gateway_inquiry_at_the_bank: Any,
+    facts: Any,
+) -> None:
+    gateway_container = _owner_container(resources, f"Deployment/{GATEWAY}")
+    bank_container = _owner_container(resources, f"Deployment/{BANK}")
+    shared = (facts.secret_name, "BANK_API_KEY")
+    assert _secret_refs(gateway_container)["BANK_API_KEY"] == shared
+    assert _secret_refs(bank_container)["BANK_API_KEY"] == shared
+
+    gateway = settings_from_environment(
+        GatewaySettings, _pod_environment(gateway_container, resources, cluster_secrets)
+    )
+    bank = settings_from_environment(
+        BankSettings, _pod_environment(bank_container, resources, cluster_secrets)
+    )
+    # 404 for the unknown deposit (None): past the bank's key check.
+    assert await gateway_inquiry_at_the_bank(gateway, bank) is None
+    # Guard: a bank holding another key turns the gateway away (401 -> uncertain).
+    other_key = bank.model_copy(update={"bank_api_key": SecretStr(secrets.token_urlsafe(32))})
+    assert await gateway_inquiry_at_the_bank(gateway, other_key) is BankFault.UNCERTAIN
 
 
 # --------------------------------------------------------------------------- hardening
