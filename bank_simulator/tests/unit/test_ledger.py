@@ -47,6 +47,8 @@ def test_pending_view_settles_lazily(clock):
         "status": "succeeded",
         "code": "0",
         "reason": None,
+        "captured_amount": 1,
+        "refunded_amount": 0,
     }
     assert transaction.outcome.status is Status.PENDING  # the record itself is unchanged
 
