@@ -41,6 +41,7 @@ from bank_simulator.schemas import (
     DepositRequest,
     OperationOut,
     OperationRequest,
+    OperationTarget,
     Problem,
     TransactionOut,
     VoidRequest,
@@ -53,7 +54,8 @@ _HEALTHY = b'{"status":"ok"}'
 _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
-Apply = Callable[[RequestModel], tuple[RecordResult, Operation]]
+OperationModel = TypeVar("OperationModel", bound=OperationTarget)
+Apply = Callable[[OperationModel], tuple[RecordResult, Operation]]
 
 # Each operation's path segment and what it does to a deposit, for messages.
 _COLLECTIONS = {
@@ -273,21 +275,27 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
     async def operate(
         kind: OperationKind,
         request: Request,
-        model: type[RequestModel],
-        apply: Apply[RequestModel],
+        model: type[OperationModel],
+        apply: Apply[OperationModel],
     ) -> tuple[str, Response]:
         """Answer a capture, void or refund request; also the metrics outcome of the answer."""
         payload = await _parse(request, model, max_body)
         if isinstance(payload, ProblemResponse):
             return "rejected", payload
         if simulated_outage():
-            logger.info("%s rejected: simulated failure", kind)
+            logger.info("%s reference=%r rejected: simulated failure", kind, payload.reference)
             return "unavailable", _unavailable()
         try:
             # Atomic check-and-apply: no await between reading the deposit and changing it.
             result, operation = apply(payload)
         except OperationRefused as exc:
-            logger.info("%s refused: %s", kind, exc)
+            logger.info(
+                "%s reference=%r deposit=%r refused: %s",
+                kind,
+                payload.reference,
+                payload.deposit_reference,
+                exc,
+            )
             return "refused", _refusal(kind, exc)
         if result is RecordResult.CONFLICT:
             logger.info("%s reference=%r conflict", kind, operation.reference)
@@ -315,7 +323,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         return (operation.outcome.status.value if created else "repeat"), response
 
     def add_operation_routes(
-        kind: OperationKind, model: type[RequestModel], apply: Apply[RequestModel], summary: str
+        kind: OperationKind,
+        model: type[OperationModel],
+        apply: Apply[OperationModel],
+        summary: str,
     ) -> None:
         collection = f"/api/v1/{_COLLECTIONS[kind]}"
 

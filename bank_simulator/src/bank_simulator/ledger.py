@@ -280,7 +280,7 @@ class Ledger:
             return RecordResult.CONFLICT, existing
         deposit = self.get(deposit_reference)
         if deposit is None:
-            raise DepositNotFound(deposit_reference)
+            raise DepositNotFound("no deposit has this reference")
         status = deposit.outcome_at(self._clock(), self._settle_seconds).status
         applied, outcome = apply(deposit, status)
         operation = Operation(

@@ -83,23 +83,24 @@ class TransactionOut(BaseModel):
     refunded_amount: int = Field(description="The sum of succeeded refunds.")
 
 
-class OperationRequest(BaseModel):
-    """A capture or a refund of part or all of a deposit."""
+class OperationTarget(BaseModel):
+    """What every capture, void and refund names: itself and its deposit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reference: Reference = Field(description="Caller's id for the operation; de-duplicated on.")
     deposit_reference: Reference = Field(description="The reference of the deposit.")
+
+
+class OperationRequest(OperationTarget):
+    """A capture or a refund of part or all of a deposit."""
+
     amount: Amount = Field(description="Minor units, JSON integer.", examples=[600])
 
 
-class VoidRequest(BaseModel):
+class VoidRequest(OperationTarget):
     """A void always releases the whole authorization."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reference: Reference = Field(description="Caller's id for the operation; de-duplicated on.")
-    deposit_reference: Reference = Field(description="The reference of the deposit.")
     amount: Amount | None = Field(default=None, description="Accepted and ignored.")
 
 
