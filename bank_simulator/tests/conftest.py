@@ -26,20 +26,25 @@ def _deposit_body(
     number: str = "4242424242424242",
     amount: Any = 1000,
     currency: str = "USD",
+    capture: Any = None,
     **card: Any,
 ) -> dict[str, Any]:
-    return {
+    body = {
         "reference": reference,
         "card": {"number": number, "expiry": "12/2042", "cvv": "123", "holder_name": "John Doe"}
         | card,
         "amount": amount,
         "currency": currency,
     }
+    if capture is not None:  # absent unless asked for: the default must stay "capture at once"
+        body["capture"] = capture
+    return body
 
 
 @pytest.fixture
 def deposit_body() -> Callable[..., dict[str, Any]]:
-    """``deposit_body(reference=..., number=..., amount=..., currency=..., **card_fields)``."""
+    """``deposit_body(reference=..., number=..., amount=..., currency=..., capture=...,
+    **card_fields)``."""
     return _deposit_body
 
 

@@ -6,28 +6,69 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from bank_simulator.auth import BearerKeyMiddleware
+from bank_simulator.cards import Status
 from bank_simulator.config import Settings
-from bank_simulator.ledger import Clock, Ledger, RecordResult
-from bank_simulator.metrics import install_metrics
+from bank_simulator.ledger import (
+    AmountTooLarge,
+    Clock,
+    DepositNotFound,
+    DepositStatusConflict,
+    Ledger,
+    Operation,
+    OperationKind,
+    OperationRefused,
+    RecordResult,
+    operation_view,
+)
+from bank_simulator.metrics import OPERATIONS, install_metrics
 from bank_simulator.problems import (
     JSONBytesResponse,
+    ProblemResponse,
     install_exception_handlers,
     problem,
     validation_problem,
 )
-from bank_simulator.schemas import DepositRequest, Problem, TransactionOut, inline_schema
+from bank_simulator.schemas import (
+    DepositRequest,
+    OperationOut,
+    OperationRequest,
+    OperationTarget,
+    Problem,
+    TransactionOut,
+    VoidRequest,
+    inline_schema,
+)
 
 logger = logging.getLogger("bank_simulator")
 
 _HEALTHY = b'{"status":"ok"}'
 _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+OperationModel = TypeVar("OperationModel", bound=OperationTarget)
+Apply = Callable[[OperationModel], tuple[RecordResult, Operation]]
+
+# Each operation's path segment and what it does to a deposit, for messages.
+_COLLECTIONS = {
+    OperationKind.CAPTURE: "captures",
+    OperationKind.VOID: "voids",
+    OperationKind.REFUND: "refunds",
+}
+_DONE = {
+    OperationKind.CAPTURE: "captured",
+    OperationKind.VOID: "voided",
+    OperationKind.REFUND: "refunded",
+}
+_REQUIRED_STATUS = {Status.AUTHORIZED: "an authorized", Status.SUCCEEDED: "a captured (succeeded)"}
 
 
 def configure_logging(level: int) -> None:
@@ -59,6 +100,83 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+async def _parse(
+    request: Request, model: type[RequestModel], max_body: int
+) -> RequestModel | ProblemResponse:
+    """The validated body, or the 415/413/422 problem that refuses it."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        return problem(415, "Send the request as application/json.")
+    body = await _read_body(request, max_body)
+    if body is None:
+        return problem(413, f"The body must not exceed {max_body} bytes.")
+    try:
+        # pydantic-core parses the JSON itself: malformed JSON is a 422 like any other.
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        return validation_problem(
+            exc.errors(include_url=False, include_context=False, include_input=False)
+        )
+
+
+def _unavailable() -> ProblemResponse:
+    return problem(
+        503,
+        "The bank is temporarily unavailable (simulated); nothing was recorded.",
+        slug="bank-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _reference_conflict(what: str) -> ProblemResponse:
+    return problem(
+        409,
+        f"This reference was already used for {what}.",
+        slug="reference-conflict",
+        errors=[{"field": "reference", "message": "already used for another request"}],
+    )
+
+
+def _refusal(kind: OperationKind, exc: OperationRefused) -> ProblemResponse:
+    """The problem answering an operation the bank's rules refuse."""
+    if isinstance(exc, DepositStatusConflict):
+        detail = (
+            f"The deposit is {exc.status.value}: only {_REQUIRED_STATUS[exc.required]} "
+            f"deposit can be {_DONE[kind]}."
+        )
+        return problem(
+            409,
+            detail,
+            slug="deposit-status-conflict",
+            errors=[{"field": "deposit_reference", "message": f"the deposit is {exc.status}"}],
+        )
+    if isinstance(exc, AmountTooLarge):
+        limit = "authorized" if kind is OperationKind.CAPTURE else "left to refund"
+        return problem(
+            422,
+            f"The amount exceeds what can be {_DONE[kind]}: {exc.available} is {limit}.",
+            slug="amount-too-large",
+            errors=[{"field": "amount", "message": f"must be at most {exc.available}"}],
+        )
+    assert isinstance(exc, DepositNotFound)
+    return problem(
+        404,
+        "No deposit has this reference.",
+        slug="deposit-not-found",
+        errors=[{"field": "deposit_reference", "message": "no deposit has this reference"}],
+    )
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI of a route that reads its own body (so that 413/415/422 stay ours)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(model)}},
+        }
+    }
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = time.monotonic) -> FastAPI:
     """Build the app. Configuration comes from ``settings`` or else the environment."""
     settings = settings if settings is not None else Settings()
@@ -70,8 +188,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
 
     app = FastAPI(
         title="Bank simulator",
-        version="0.1.0",
-        summary="Stand-in acquiring bank: test cards with fixed outcomes.",
+        version="0.2.0",
+        summary="Stand-in acquiring bank: test cards with fixed outcomes; capture, void, refund.",
         default_response_class=JSONBytesResponse,
         # No OpenTelemetry: FastAPI's hook would look up its providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -83,11 +201,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
     if settings.bank_api_key is not None and settings.bank_api_key.get_secret_value():
         app.add_middleware(BearerKeyMiddleware, api_key=settings.bank_api_key.get_secret_value())
 
+    def simulated_outage() -> bool:
+        return bool(failure_rate) and random.random() < failure_rate
+
     @app.post(
         "/api/v1/deposit",
         status_code=201,
         response_model=None,
-        summary="Charge a card (idempotent on reference)",
+        summary="Charge or authorize a card (idempotent on reference)",
         responses={
             200: {"model": TransactionOut, "description": "Repeat: the first transaction"},
             201: {"model": TransactionOut, "description": "Recorded"},
@@ -97,56 +218,37 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
             422: _PROBLEM,
             503: _PROBLEM,
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": inline_schema(DepositRequest)}},
-            }
-        },
+        openapi_extra=_request_body(DepositRequest),
     )
     async def deposit(request: Request) -> Response:
-        content_type = request.headers.get("content-type")
-        if content_type is not None and not _is_json(content_type):
-            return problem(415, "Send the deposit as application/json.")
-        body = await _read_body(request, max_body)
-        if body is None:
-            return problem(413, f"The body must not exceed {max_body} bytes.")
-        try:
-            # pydantic-core parses the JSON itself: malformed JSON is a 422 like any other.
-            payload = DepositRequest.model_validate_json(body)
-        except ValidationError as exc:
-            return validation_problem(
-                exc.errors(include_url=False, include_context=False, include_input=False)
-            )
-
-        if failure_rate and random.random() < failure_rate:
+        payload = await _parse(request, DepositRequest, max_body)
+        if isinstance(payload, ProblemResponse):
+            return payload
+        if simulated_outage():
             logger.info("deposit reference=%r rejected: simulated failure", payload.reference)
-            return problem(
-                503,
-                "The bank is temporarily unavailable (simulated); nothing was recorded.",
-                slug="bank-unavailable",
-                headers={"Retry-After": "1"},
-            )
+            return _unavailable()
 
         # Atomic check-and-insert: no await between the lookup and the write.
         result, transaction = ledger.record(
-            payload.reference, payload.card.number, payload.amount, payload.currency
+            payload.reference,
+            payload.card.number,
+            payload.amount,
+            payload.currency,
+            payload.capture,
         )
         if result is RecordResult.CONFLICT:
             logger.info("deposit reference=%r conflict", payload.reference)
-            return problem(
-                409,
-                "This reference was already used for a deposit with a different card, "
-                "amount or currency.",
-                slug="reference-conflict",
+            return _reference_conflict(
+                "a deposit with a different card, amount, currency or capture"
             )
         view = ledger.view(transaction)
         logger.info(
-            "deposit reference=%r status=%s amount=%d currency=%s %s",
+            "deposit reference=%r status=%s amount=%d currency=%s capture=%s %s",
             transaction.reference,
             view["status"],
             transaction.amount,
             transaction.currency,
+            transaction.capture,
             result.value,
         )
         if latency:
@@ -169,6 +271,119 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         if transaction is None:
             return problem(404, "No deposit has this reference.", slug="deposit-not-found")
         return JSONBytesResponse(ledger.view(transaction))
+
+    async def operate(
+        kind: OperationKind,
+        request: Request,
+        model: type[OperationModel],
+        apply: Apply[OperationModel],
+    ) -> tuple[str, Response]:
+        """Answer a capture, void or refund request; also the metrics outcome of the answer."""
+        payload = await _parse(request, model, max_body)
+        if isinstance(payload, ProblemResponse):
+            return "rejected", payload
+        if simulated_outage():
+            logger.info("%s reference=%r rejected: simulated failure", kind, payload.reference)
+            return "unavailable", _unavailable()
+        try:
+            # Atomic check-and-apply: no await between reading the deposit and changing it.
+            result, operation = apply(payload)
+        except OperationRefused as exc:
+            logger.info(
+                "%s reference=%r deposit=%r refused: %s",
+                kind,
+                payload.reference,
+                payload.deposit_reference,
+                exc,
+            )
+            return "refused", _refusal(kind, exc)
+        if result is RecordResult.CONFLICT:
+            logger.info("%s reference=%r conflict", kind, operation.reference)
+            return "conflict", _reference_conflict(
+                "another operation (other kind, deposit or amount)"
+            )
+        logger.info(
+            "%s reference=%r deposit=%r amount=%d status=%s %s",
+            kind,
+            operation.reference,
+            operation.deposit_reference,
+            operation.amount,
+            operation.outcome.status,
+            result.value,
+        )
+        if latency:
+            await asyncio.sleep(latency)  # after recording: a client that gave up got it done
+        created = result is RecordResult.CREATED
+        location = f"/api/v1/{_COLLECTIONS[kind]}/" + quote(operation.reference, safe="")
+        response = JSONBytesResponse(
+            operation_view(operation),
+            status_code=201 if created else 200,
+            headers={"Location": location},
+        )
+        return (operation.outcome.status.value if created else "repeat"), response
+
+    def add_operation_routes(
+        kind: OperationKind,
+        model: type[OperationModel],
+        apply: Apply[OperationModel],
+        summary: str,
+    ) -> None:
+        collection = f"/api/v1/{_COLLECTIONS[kind]}"
+
+        @app.post(
+            collection,
+            status_code=201,
+            response_model=None,
+            summary=summary + " (idempotent on reference)",
+            operation_id=f"create_{kind}",
+            responses={
+                200: {"model": OperationOut, "description": "Repeat: the first answer"},
+                201: {"model": OperationOut, "description": "Recorded"},
+                404: _PROBLEM,
+                409: _PROBLEM,
+                413: _PROBLEM,
+                415: _PROBLEM,
+                422: _PROBLEM,
+                503: _PROBLEM,
+            },
+            openapi_extra=_request_body(model),
+        )
+        async def create(request: Request) -> Response:
+            outcome, response = await operate(kind, request, model, apply)
+            OPERATIONS.labels(kind.value, outcome).inc()
+            return response
+
+        @app.get(
+            collection + "/{reference:path}",
+            response_model=None,
+            summary=f"A {kind} as recorded",
+            operation_id=f"get_{kind}",
+            responses={200: {"model": OperationOut}, 404: _PROBLEM},
+        )
+        async def read(reference: str) -> Response:
+            operation = ledger.operation(kind, reference)
+            if operation is None:
+                return problem(404, f"No {kind} has this reference.", slug=f"{kind}-not-found")
+            return JSONBytesResponse(operation_view(operation))
+
+    add_operation_routes(
+        OperationKind.CAPTURE,
+        OperationRequest,
+        lambda p: ledger.capture(p.reference, p.deposit_reference, p.amount),
+        "Capture an authorized deposit, in full or in part",
+    )
+    add_operation_routes(
+        OperationKind.VOID,
+        VoidRequest,
+        lambda p: ledger.void(p.reference, p.deposit_reference),
+        "Release an authorized deposit",
+    )
+    add_operation_routes(
+        OperationKind.REFUND,
+        OperationRequest,
+        lambda p: ledger.refund(p.reference, p.deposit_reference, p.amount),
+        "Refund part or all of a captured deposit",
+    )
 
     @app.get("/healthz", response_model=None, summary="Liveness")
     async def healthz() -> Response:

@@ -2,7 +2,8 @@
 
 The simulator is a test stand-in reachable only from inside the deployment, so its metrics
 share the API port (the gateway, which merchants reach, serves its own on a separate port).
-Only two series families: deposits by outcome and request latency by route template.
+Three series families: deposits by outcome, captures/voids/refunds by kind and outcome, and
+request latency by route template.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ DEPOSITS = Counter(
     "bank_deposits_total",
     "Deposit requests by outcome (created, repeat, conflict, unavailable, rejected, error)",
     ["outcome"],
+)
+OPERATIONS = Counter(
+    "bank_operations_total",
+    "Capture, void and refund requests by kind and outcome (succeeded, failed: recorded as "
+    "declined, repeat, conflict, refused: against the deposit's status or amount, unavailable, "
+    "rejected: malformed)",
+    ["kind", "outcome"],
 )
 REQUEST_SECONDS = Histogram(
     "bank_http_request_duration_seconds",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 MAX_AMOUNT = 2**63 - 1  # fits a signed 64-bit column
@@ -59,14 +67,53 @@ class DepositRequest(BaseModel):
     card: Card
     amount: Amount = Field(description="Minor units, JSON integer.", examples=[1000])
     currency: Currency = Field(examples=["USD"])
+    capture: StrictBool = Field(
+        default=True,
+        description="false: only authorize (status authorized), to be captured or voided later.",
+    )
 
 
 class TransactionOut(BaseModel):
     transaction_id: str
     reference: str
-    status: Literal["succeeded", "failed", "pending"]
+    status: Literal["succeeded", "authorized", "voided", "failed", "pending"]
     code: Literal["0", "100", "200"]
     reason: str | None
+    captured_amount: int = Field(description="Taken from the card; 0 until captured.")
+    refunded_amount: int = Field(description="The sum of succeeded refunds.")
+
+
+class OperationTarget(BaseModel):
+    """What every capture, void and refund names: itself and its deposit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: Reference = Field(description="Caller's id for the operation; de-duplicated on.")
+    deposit_reference: Reference = Field(description="The reference of the deposit.")
+
+
+class OperationRequest(OperationTarget):
+    """A capture or a refund of part or all of a deposit."""
+
+    amount: Amount = Field(description="Minor units, JSON integer.", examples=[600])
+
+
+class VoidRequest(OperationTarget):
+    """A void always releases the whole authorization."""
+
+    amount: Amount | None = Field(default=None, description="Accepted and ignored.")
+
+
+class OperationOut(BaseModel):
+    reference: str
+    deposit_reference: str
+    kind: Literal["capture", "void", "refund"]
+    amount: int
+    status: Literal["succeeded", "failed"]
+    code: Literal["0", "100"]
+    reason: str | None
+    transaction_id: str
+    created_at: str = Field(description="RFC 3339, UTC, with microseconds.")
 
 
 class FieldError(BaseModel):

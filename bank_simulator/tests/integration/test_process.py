@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -117,4 +119,69 @@ def test_deposit_over_http(simulator):
     assert "e2e-1" in log
     assert PAN not in log
     assert "cvv" not in log.lower()
+    assert API_KEY not in log
+
+
+async def test_operations_over_http(simulator):
+    """authorize → partial capture → 50 racing refunds over real sockets → exactly 3 pass;
+    authorize → void → capture refused; the 5126 card's refunds are declined."""
+    base_url, log_path = simulator
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=10, headers=headers, limits=limits
+    ) as client:
+
+        async def deposit(reference: str, number: str, capture: bool) -> dict[str, Any]:
+            body = {
+                "reference": reference,
+                "card": {"number": number, "expiry": "12/2042", "cvv": "321"},
+                "amount": 1000,
+                "currency": "EUR",
+                "capture": capture,
+            }
+            response = await client.post("/api/v1/deposit", json=body)
+            assert response.status_code == 201
+            return dict(response.json())
+
+        async def operate(collection: str, **body: Any) -> httpx.Response:
+            return await client.post(f"/api/v1/{collection}", json=body)
+
+        assert (await deposit("hold", "4242424242424242", False))["status"] == "authorized"
+        capture = await operate("captures", reference="c1", deposit_reference="hold", amount=100)
+        assert capture.status_code == 201
+        refunds = await asyncio.gather(
+            *(
+                operate("refunds", reference=f"r{i}", deposit_reference="hold", amount=30)
+                for i in range(50)
+            )
+        )
+        assert sorted(r.status_code for r in refunds) == [201] * 3 + [422] * 47
+        state = (await client.get("/api/v1/deposits/hold")).json()
+        assert (state["status"], state["captured_amount"], state["refunded_amount"]) == (
+            "succeeded",
+            100,
+            90,
+        )
+        passed = [r.json()["reference"] for r in refunds if r.status_code == 201]
+        for reference in passed:
+            inquiry = await client.get(f"/api/v1/refunds/{reference}")
+            assert (inquiry.status_code, inquiry.json()["status"]) == (200, "succeeded")
+
+        await deposit("to-void", "4242424242424242", False)
+        void = await operate("voids", reference="v1", deposit_reference="to-void")
+        assert (void.status_code, void.json()["amount"]) == (201, 1000)
+        late = await operate("captures", reference="c2", deposit_reference="to-void", amount=1)
+        assert late.status_code == 409
+        assert late.headers["content-type"] == "application/problem+json"
+        assert (await client.get("/api/v1/deposits/to-void")).json()["status"] == "voided"
+
+        await deposit("declines", "4000000000005126", True)
+        declined = await operate("refunds", reference="r-d", deposit_reference="declines", amount=5)
+        assert declined.status_code == 201
+        assert declined.json()["reason"] == "refund_declined"
+
+    log = log_path.read_text()
+    assert "refund reference='r-d'" in log
+    assert "4000000000005126" not in log
     assert API_KEY not in log

@@ -58,3 +58,32 @@ def test_bearer_token_parsing():
     assert bearer_token(b"bearer   abc ") == b"abc"
     assert bearer_token(b"Basic abc") is None
     assert bearer_token(b"Bearer") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/captures"),
+        ("POST", "/api/v1/voids"),
+        ("POST", "/api/v1/refunds"),
+        ("GET", "/api/v1/captures/op"),
+        ("GET", "/api/v1/voids/op"),
+        ("GET", "/api/v1/refunds/op"),
+    ],
+)
+async def test_operations_without_the_key_are_refused(guarded, deposit_body, method, path):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = deposit_body(capture=path.endswith("refunds"))
+    assert (await guarded.post("/api/v1/deposit", json=body, headers=headers)).status_code == 201
+    operation = {"reference": "op", "deposit_reference": "ref-1", "amount": 10}
+
+    refused = await guarded.request(method, path, json=operation if method == "POST" else None)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert len(guarded.ledger) == 1  # only the deposit: the operation was not applied
+
+    if method == "POST":
+        accepted = await guarded.post(path, json=operation, headers=headers)
+        assert accepted.status_code == 201
+    else:
+        assert (await guarded.get(path, headers=headers)).status_code == 404  # reached the route

@@ -11,6 +11,7 @@ import pytest
 SUCCESS = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000000002"
 PENDING = "4000000000009995"
+REFUND_DECLINED = "4000000000005126"
 
 
 def assert_problem(response, status: int) -> dict:
@@ -23,16 +24,19 @@ def assert_problem(response, status: int) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("number", "status", "code", "reason"),
+    ("number", "status", "code", "reason", "captured"),
     [
-        (SUCCESS, "succeeded", "0", None),
-        (INSUFFICIENT_FUNDS, "failed", "100", "insufficient_funds"),
-        (PENDING, "pending", "200", None),
-        ("5555555555554444", "failed", "100", "card_not_supported"),
-        ("4000000000000010", "failed", "100", "card_not_supported"),
+        (SUCCESS, "succeeded", "0", None, 1000),
+        (REFUND_DECLINED, "succeeded", "0", None, 1000),
+        (INSUFFICIENT_FUNDS, "failed", "100", "insufficient_funds", 0),
+        (PENDING, "pending", "200", None, 0),
+        ("5555555555554444", "failed", "100", "card_not_supported", 0),
+        ("4000000000000010", "failed", "100", "card_not_supported", 0),
     ],
 )
-async def test_each_card_gets_its_outcome(client, deposit_body, number, status, code, reason):
+async def test_each_card_gets_its_outcome(
+    client, deposit_body, number, status, code, reason, captured
+):
     response = await client.post("/api/v1/deposit", json=deposit_body("order-1", number))
 
     assert response.status_code == 201
@@ -46,6 +50,8 @@ async def test_each_card_gets_its_outcome(client, deposit_body, number, status, 
         "status": status,
         "code": code,
         "reason": reason,
+        "captured_amount": captured,
+        "refunded_amount": 0,
     }
     inquiry = await client.get("/api/v1/deposits/order-1")
     assert inquiry.status_code == 200
@@ -70,7 +76,12 @@ async def test_pending_settles_to_succeeded_after_the_delay(make_client, deposit
 
         clock.advance(0.1)
         settled = (await client.get("/api/v1/deposits/p")).json()
-        assert settled == created | {"status": "succeeded", "code": "0", "reason": None}
+        assert settled == created | {
+            "status": "succeeded",
+            "code": "0",
+            "reason": None,
+            "captured_amount": 1000,
+        }
 
         repeat = await client.post("/api/v1/deposit", json=deposit_body("p", PENDING))
         assert repeat.status_code == 200
@@ -99,8 +110,8 @@ async def test_repeat_returns_the_first_transaction_with_200(client, deposit_bod
 
 @pytest.mark.parametrize(
     "change",
-    [{"number": INSUFFICIENT_FUNDS}, {"amount": 1001}, {"currency": "EUR"}],
-    ids=["card", "amount", "currency"],
+    [{"number": INSUFFICIENT_FUNDS}, {"amount": 1001}, {"currency": "EUR"}, {"capture": False}],
+    ids=["card", "amount", "currency", "capture"],
 )
 async def test_reusing_a_reference_for_another_deposit_is_409(client, deposit_body, change):
     first = await client.post("/api/v1/deposit", json=deposit_body("order-7"))
@@ -108,6 +119,7 @@ async def test_reusing_a_reference_for_another_deposit_is_409(client, deposit_bo
 
     body = assert_problem(conflicting, 409)
     assert "reference" in body["detail"]
+    assert body["errors"] == [{"field": "reference", "message": "already used for another request"}]
     assert (await client.get("/api/v1/deposits/order-7")).json() == first.json()
 
 

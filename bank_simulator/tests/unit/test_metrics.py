@@ -61,6 +61,7 @@ async def test_metrics_endpoint_serves_the_prometheus_text_format(client, deposi
     assert response.headers["content-type"].startswith("text/plain")
     families = {f.name: f.type for f in text_string_to_metric_families(response.text)}
     assert families["bank_deposits"] == "counter"
+    assert families["bank_operations"] == "counter"
     assert families["bank_http_request_duration_seconds"] == "histogram"
     # Scrapes are not requests worth timing, and /metrics is not part of the API contract.
     assert _latency_count("GET", "unmatched") == before
@@ -83,3 +84,59 @@ async def test_metrics_endpoint_serves_the_prometheus_text_format(client, deposi
 )
 def test_deposit_outcome_names_each_documented_answer(status: int, outcome: str) -> None:
     assert deposit_outcome(status) == outcome
+
+
+def _operations(kind: str, outcome: str) -> float:
+    labels = {"kind": kind, "outcome": outcome}
+    return REGISTRY.get_sample_value("bank_operations_total", labels) or 0.0
+
+
+async def test_operations_are_counted_by_kind_and_outcome(client, deposit_body):
+    counted = [
+        ("capture", "succeeded"),
+        ("void", "refused"),
+        ("refund", "succeeded"),
+        ("refund", "failed"),
+        ("refund", "repeat"),
+        ("refund", "conflict"),
+        ("refund", "refused"),
+        ("refund", "rejected"),
+    ]
+    before = {key: _operations(*key) for key in counted}
+    await client.post("/api/v1/deposit", json=deposit_body("m-op", capture=False))
+    await client.post("/api/v1/deposit", json=deposit_body("m-5126", "4000000000005126"))
+    answers = [
+        await client.post(path, json=body)
+        for path, body in [
+            ("/api/v1/captures", {"reference": "c", "deposit_reference": "m-op", "amount": 500}),
+            ("/api/v1/voids", {"reference": "v", "deposit_reference": "m-op"}),
+            ("/api/v1/refunds", {"reference": "r", "deposit_reference": "m-op", "amount": 100}),
+            ("/api/v1/refunds", {"reference": "r", "deposit_reference": "m-op", "amount": 100}),
+            ("/api/v1/refunds", {"reference": "r", "deposit_reference": "m-op", "amount": 101}),
+            ("/api/v1/refunds", {"reference": "r2", "deposit_reference": "m-op", "amount": 401}),
+            ("/api/v1/refunds", {"reference": "r3", "deposit_reference": "m-op", "amount": "1"}),
+            ("/api/v1/refunds", {"reference": "d", "deposit_reference": "m-5126", "amount": 1}),
+        ]
+    ]
+    assert [a.status_code for a in answers] == [201, 409, 201, 200, 409, 422, 422, 201]
+
+    assert {key: _operations(*key) - before[key] for key in counted} == {
+        ("capture", "succeeded"): 1,
+        ("void", "refused"): 1,
+        ("refund", "succeeded"): 1,
+        ("refund", "failed"): 1,
+        ("refund", "repeat"): 1,
+        ("refund", "conflict"): 1,
+        ("refund", "refused"): 1,
+        ("refund", "rejected"): 1,
+    }
+
+
+async def test_operation_outage_counts_as_unavailable(make_client):
+    before = _operations("void", "unavailable")
+    async with make_client(failure_rate=1) as client:
+        answer = await client.post(
+            "/api/v1/voids", json={"reference": "v", "deposit_reference": "d"}
+        )
+        assert answer.status_code == 503
+    assert _operations("void", "unavailable") - before == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 async def test_openapi_describes_the_deposit_contract(client):
     schema = (await client.get("/openapi.json")).json()
@@ -10,9 +12,35 @@ async def test_openapi_describes_the_deposit_contract(client):
     assert set(body["required"]) == {"reference", "card", "amount", "currency"}
     assert body["additionalProperties"] is False
     assert body["properties"]["card"]["properties"]["number"]["pattern"]
+    assert body["properties"]["capture"]["type"] == "boolean"
+    assert body["properties"]["capture"]["default"] is True
     assert {"200", "201", "409", "422", "503"} <= deposit["responses"].keys()
     assert "/api/v1/deposits/{reference}" in schema["paths"]
+    transaction = schema["components"]["schemas"]["TransactionOut"]
+    assert {"captured_amount", "refunded_amount"} <= transaction["properties"].keys()
+    assert "authorized" in transaction["properties"]["status"]["enum"]
     assert "$defs" not in str(schema)
+
+
+@pytest.mark.parametrize(
+    ("collection", "required"),
+    [
+        ("captures", {"reference", "deposit_reference", "amount"}),
+        ("voids", {"reference", "deposit_reference"}),
+        ("refunds", {"reference", "deposit_reference", "amount"}),
+    ],
+)
+async def test_openapi_describes_each_operation(client, collection, required):
+    schema = (await client.get("/openapi.json")).json()
+    create = schema["paths"][f"/api/v1/{collection}"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == required
+    assert body["additionalProperties"] is False
+    assert {"200", "201", "404", "409", "422", "503"} <= create["responses"].keys()
+    inquiry = schema["paths"][f"/api/v1/{collection}/{{reference}}"]["get"]
+    assert {"200", "404"} <= inquiry["responses"].keys()
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
 
 
 def test_module_level_app_exists():

@@ -69,6 +69,9 @@ CASES = {
     "reference-int": (lambda b: _set(b, reference=42), "reference"),
     "reference-missing": (lambda b: _without(b, "reference"), "reference"),
     "unknown-field": (lambda b: _set(b, tip=5), "tip"),
+    "capture-string": (lambda b: _set(b, capture="false"), "capture"),
+    "capture-int": (lambda b: _set(b, capture=0), "capture"),
+    "capture-null": (lambda b: _set(b, capture=None), "capture"),
 }
 
 
@@ -168,6 +171,65 @@ async def test_unknown_route_and_wrong_method_are_problems(client):
     assert wrong_method.json()["status"] == 405
 
 
+def _operation(**changes) -> dict:
+    return {"reference": "op-1", "deposit_reference": "ref-1", "amount": 10} | changes
+
+
+OPERATION_CASES = {
+    "amount-zero": (_operation(amount=0), "amount"),
+    "amount-negative": (_operation(amount=-1), "amount"),
+    "amount-string": (_operation(amount="10"), "amount"),
+    "amount-float": (_operation(amount=10.0), "amount"),
+    "amount-bool": (_operation(amount=True), "amount"),
+    "amount-over-int64": (_operation(amount=2**63), "amount"),
+    "reference-empty": (_operation(reference=""), "reference"),
+    "reference-too-long": (_operation(reference="r" * 65), "reference"),
+    "reference-int": (_operation(reference=7), "reference"),
+    "deposit-reference-missing": (
+        {"reference": "op-1", "amount": 10},
+        "deposit_reference",
+    ),
+    "deposit-reference-null": (_operation(deposit_reference=None), "deposit_reference"),
+    "unknown-field": (_operation(kind="refund"), "kind"),
+}
+
+
+@pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
+@pytest.mark.parametrize(("body", "field"), OPERATION_CASES.values(), ids=OPERATION_CASES.keys())
+async def test_invalid_operation_field_is_named(client, deposit_body, collection, body, field):
+    capture = collection == "refunds"
+    assert (await client.post("/api/v1/deposit", json=deposit_body(capture=capture))).is_success
+
+    response = await client.post(f"/api/v1/{collection}", json=body)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert len(client.ledger) == 1  # the deposit only
+    assert (await client.get("/api/v1/deposits/ref-1")).json()["refunded_amount"] == 0
+
+
+@pytest.mark.parametrize("collection", ["captures", "refunds"])
+async def test_captures_and_refunds_need_an_amount(client, collection):
+    response = await client.post(
+        f"/api/v1/{collection}", json={"reference": "op", "deposit_reference": "d"}
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["amount"]
+
+
+@pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
+async def test_operations_refuse_bad_bodies_like_deposits(client, collection):
+    path = f"/api/v1/{collection}"
+    broken = await client.post(path, content=b"{", headers={"content-type": "application/json"})
+    assert (broken.status_code, broken.json()["errors"][0]["field"]) == (422, "body")
+    form = await client.post(path, data={"reference": "a"})
+    assert form.status_code == 415
+    huge = await client.post(path, json=_operation(reference="x" * 70_000))
+    assert huge.status_code == 413
+    assert {r.headers["content-type"] for r in (broken, form, huge)} == {"application/problem+json"}
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -213,6 +275,58 @@ def test_no_input_gives_a_500():
         def check(body):
             response = runner.run(client.post("/api/v1/deposit", content=json.dumps(body)))
             assert response.status_code in {201, 200, 409, 422}
+            if response.status_code >= 400:
+                assert response.headers["content-type"] == "application/problem+json"
+
+        try:
+            check()
+        finally:
+            runner.run(client.aclose())
+
+
+operation_like = st.fixed_dictionaries(
+    {},
+    optional=dict.fromkeys(["reference", "deposit_reference", "amount", "extra"], field_values),
+)
+
+
+@pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
+def test_no_operation_input_gives_a_500(collection):
+    app = create_app(Settings())
+    with asyncio.Runner() as runner:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bank.test"
+        )
+        for reference, capture in [("ref-1", False), ("ref-2", True)]:
+            deposit = {
+                "reference": reference,
+                "card": {"number": "4242424242424242", "expiry": "12/2042", "cvv": "123"},
+                "amount": 1000,
+                "currency": "USD",
+                "capture": capture,
+            }
+            runner.run(client.post("/api/v1/deposit", json=deposit))
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(
+            body=operation_like
+            | json_values
+            | st.fixed_dictionaries(
+                {
+                    "reference": st.text(min_size=1, max_size=64),
+                    "deposit_reference": st.sampled_from(["ref-1", "ref-2", "ref-3"]),
+                    "amount": st.integers(min_value=-5, max_value=2000),
+                }
+            )
+        )
+        def check(body):
+            response = runner.run(client.post(f"/api/v1/{collection}", content=json.dumps(body)))
+            assert response.status_code in {201, 200, 404, 409, 422}
             if response.status_code >= 400:
                 assert response.headers["content-type"] == "application/problem+json"
 

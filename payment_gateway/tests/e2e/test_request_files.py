@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Stack
+from .conftest import BANK_API_KEY, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +55,7 @@ def run_request_file(httpyac: Path, request_file: RequestFile, url: str) -> dict
         [
             *(str(httpyac), "send", request_file.name, "--all", "--json"),
             *("--var", f"{request_file.service}={url}"),  # no environment: only this URL
+            *("--var", f"bank_api_key={BANK_API_KEY}"),  # the stack's bank requires it
         ],
         cwd=REPO,  # httpyac only takes files under its working directory
         capture_output=True,
