@@ -24,11 +24,13 @@ from .conftest import MERCHANT_ONE, MERCHANT_TWO, gateway_settings, payment_body
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# A key may send 3 requests in any 1 s window; an address without a valid key 2.
+# A key may send 3 requests in any 1 s window; an address without a valid key 2. Refusals are
+# answered at once unless a test turns the hold (the tarpit) on.
 LIMITS: dict[str, object] = {
     "rate_limit_per_second": 3,
     "rate_limit_burst": 3,
     "rate_limit_unauthenticated_per_second": 2,
+    "rate_limit_hold_seconds": 0,
 }
 UNKNOWN_PAYMENT = "/api/v1/payments/no-such-payment"
 
