@@ -59,8 +59,8 @@ class RefusedKeys:
     def __init__(self) -> None:
         self._refusals: dict[str, Refusal] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self._refusals)
+    def __len__(self) -> int:  # expired entries included until looked up or purged
+        return len(self._refusals)
 
     def refuse(self, key_hash: str, policy: RatePolicy, seconds: float) -> None:
         """Record that ``key_hash`` stays refused for ``seconds`` (the window's reset)."""
