@@ -72,8 +72,6 @@ class Settings(BaseSettings):
     # held at once per worker (api/refused_keys.py); 0 answers at once.
     rate_limit_hold_seconds: float = Field(default=1.0, ge=0, le=10)
     rate_limit_max_held: int = Field(default=256, ge=0)
-    # Requests of one key in the app at once, per worker; more wait their turn (0: no bound).
-    rate_limit_concurrency: int = Field(default=8, ge=0)
     redis_url: SecretStr = SecretStr("")  # unset: each process counts alone
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 

@@ -54,10 +54,6 @@ RATE_LIMIT_HELD = Counter(
     "gateway_rate_limit_held_total",
     "429s held RATE_LIMIT_HOLD_SECONDS before being sent, for a key already known to be over",
 )
-RATE_LIMIT_QUEUED = Counter(
-    "gateway_rate_limit_queued_total",
-    "Requests that waited for their key's turn: RATE_LIMIT_CONCURRENCY of its requests were in",
-)
 RATE_LIMIT_STORAGE_ERRORS = Counter(
     "gateway_rate_limit_storage_errors_total",
     "Requests let through unchecked because the rate-limit storage (Redis) failed",

@@ -29,17 +29,15 @@ others; in the HTTP metrics their route is `unmatched`, as routing never ran.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payment_gateway.api.problems import PROBLEM_JSON
-from payment_gateway.metrics import RATE_LIMIT_HELD, RATE_LIMIT_QUEUED, RATE_LIMITED
+from payment_gateway.metrics import RATE_LIMIT_HELD, RATE_LIMITED
 from payment_gateway.service.merchants import hash_api_key
 
 if TYPE_CHECKING:
@@ -87,89 +85,29 @@ class _Answer(NamedTuple):
     body: bytes
 
 
-class _Turns:
-    """One key's requests in the app in this worker, and how many more may enter."""
-
-    def __init__(self, concurrency: int) -> None:
-        self.slots = asyncio.Semaphore(concurrency)
-        self.users = 0  # in the app or waiting: the entry is dropped when none is left
-
-
 class RefusedKeyMiddleware:
-    """Answers 429 for a key in ``refused``, after holding it, without calling the app; lets
-    at most ``concurrency`` requests of one key into the app at once (0: no such bound)."""
+    """Answers 429 for a key in ``refused``, after holding it, without calling the app."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        refused: RefusedKeys,
-        hold_seconds: float,
-        max_held: int,
-        concurrency: int = 0,
+        self, app: ASGIApp, refused: RefusedKeys, hold_seconds: float, max_held: int
     ) -> None:
         self.app = app
         self.refused = refused
         self.hold_seconds = hold_seconds
         self.max_held = max_held
-        self.concurrency = concurrency
-        self.held = 0  # requests held (refusals) or waiting for their key's turn, this worker
-        self._turns: dict[str, _Turns] = {}
+        self.held = 0  # refusals being held right now, in this worker
         self._answers: dict[tuple[str, int], _Answer] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The hot path when no key is refused and keys take no turns: one truth test.
-        if (not self.refused and not self.concurrency) or scope["type"] != "http":
+        # The hot path, with no key refused: one truth test.
+        if not self.refused or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         api_key = _bearer_token(scope["headers"])
-        if api_key is None:  # the limiter counts it against its address
+        refusal = self.refused.refusal(hash_api_key(api_key)) if api_key else None
+        if refusal is None:
             await self.app(scope, receive, send)
             return
-        key_hash = hash_api_key(api_key)
-        refusal = self.refused.refusal(key_hash)
-        if refusal is None:
-            async with self._turn(key_hash):
-                refusal = self.refused.refusal(key_hash)  # it may have been refused meanwhile
-                if refusal is None:
-                    await self.app(scope, receive, send)
-                    return
-        await self._refuse(refusal, send)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, key_hash: str) -> AsyncIterator[None]:
-        """Wait while the key has ``concurrency`` requests in the app here (its excess queues
-        behind its own requests, not the other keys'); beyond the cap on waiting requests,
-        or with no bound set, go in at once."""
-        if not self.concurrency:
-            yield
-            return
-        turns = self._turns.get(key_hash)
-        if turns is None:
-            turns = self._turns[key_hash] = _Turns(self.concurrency)
-        if turns.slots.locked() and self.held >= self.max_held:
-            yield
-            return
-        turns.users += 1
-        try:
-            if turns.slots.locked():
-                RATE_LIMIT_QUEUED.inc()
-                self.held += 1
-                try:
-                    await turns.slots.acquire()
-                finally:
-                    self.held -= 1
-            else:
-                await turns.slots.acquire()
-            try:
-                yield
-            finally:
-                turns.slots.release()
-        finally:
-            turns.users -= 1
-            if not turns.users:
-                del self._turns[key_hash]
-
-    async def _refuse(self, refusal: Refusal, send: Send) -> None:
         RATE_LIMITED.labels("key").inc()
         if self.hold_seconds and self.held < self.max_held:
             RATE_LIMIT_HELD.inc()
