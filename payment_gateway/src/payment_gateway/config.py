@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     rate_limit_burst: int | None = Field(default=None, ge=1)  # None: twice the rate
     rate_limit_unauthenticated_per_second: int = Field(default=10, ge=1)
     rate_limit_key_prefix: str = Field(default="payment-gateway:rate-limit", min_length=1)
+    # A key known to be over its limit gets its 429 after this hold (a tarpit), at most this many
+    # held at once per worker (api/refused_keys.py); 0 answers at once.
+    rate_limit_hold_seconds: float = Field(default=1.0, ge=0, le=10)
+    rate_limit_max_held: int = Field(default=256, ge=0)
     redis_url: SecretStr = SecretStr("")  # unset: each process counts alone
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 

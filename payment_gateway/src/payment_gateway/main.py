@@ -16,6 +16,7 @@ from payment_gateway.api.docs import install_docs
 from payment_gateway.api.operations import operations_router
 from payment_gateway.api.problems import install_error_handlers
 from payment_gateway.api.rate_limit import create_rate_limiter
+from payment_gateway.api.refused_keys import RefusedKeyMiddleware, RefusedKeys
 from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.api.security_headers import SecurityHeadersMiddleware
@@ -46,6 +47,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.effective_log_format)
+    refused_keys = RefusedKeys()  # filled by the rate limiter, answered by its middleware
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +57,7 @@ def create_app(
         elif settings.is_production:
             await services.merchants.revoke_demo_keys()
         app.state.services = services
-        app.state.rate_limiter = create_rate_limiter(settings)
+        app.state.rate_limiter = create_rate_limiter(settings, refused_keys)
         metrics = (
             start_metrics_server(settings.metrics_host, settings.metrics_port)
             if settings.metrics_port
@@ -102,6 +104,13 @@ def create_app(
     app.include_router(operations_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
+    if settings.rate_limit_enabled:  # before routing and the body; inside ids and headers
+        app.add_middleware(
+            RefusedKeyMiddleware,
+            refused=refused_keys,
+            hold_seconds=settings.rate_limit_hold_seconds,
+            max_held=settings.rate_limit_max_held,
+        )
     app.add_middleware(SecurityHeadersMiddleware)  # around the 413 too
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every request and answer
     return app

@@ -51,6 +51,10 @@ RATE_LIMITED = Counter(
     "Requests answered 429 by a rate limit: per API key (key) or per client address (address)",
     ["scope"],
 )
+RATE_LIMIT_HELD = Counter(
+    "gateway_rate_limit_held_total",
+    "429s held RATE_LIMIT_HOLD_SECONDS before being sent, for a key already known to be over",
+)
 RATE_LIMIT_STORAGE_ERRORS = Counter(
     "gateway_rate_limit_storage_errors_total",
     "Requests let through unchecked because the rate-limit storage (Redis) failed",

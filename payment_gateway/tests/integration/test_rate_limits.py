@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ import pytest
 import redis
 from asgi_lifespan import LifespanManager
 from fakes import FakeBank
+from limits.aio.storage import RedisStorage
 from payment_gateway.main import create_app
 from prometheus_client import REGISTRY
 
@@ -24,11 +25,13 @@ from .conftest import MERCHANT_ONE, MERCHANT_TWO, gateway_settings, payment_body
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# A key may send 3 requests in any 1 s window; an address without a valid key 2.
+# A key may send 3 requests in any 1 s window; an address without a valid key 2. Refusals are
+# answered at once unless a test turns the hold (the tarpit) on.
 LIMITS: dict[str, object] = {
     "rate_limit_per_second": 3,
     "rate_limit_burst": 3,
     "rate_limit_unauthenticated_per_second": 2,
+    "rate_limit_hold_seconds": 0,
 }
 UNKNOWN_PAYMENT = "/api/v1/payments/no-such-payment"
 
@@ -236,3 +239,117 @@ async def test_rate_limits_turned_off_refuse_nothing(tmp_path: Path) -> None:
             (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code for _ in range(10)
         }
         assert statuses == {404}
+
+
+# Keys known to be over their limit: answered before routing (api/refused_keys.py).
+
+
+async def test_a_known_refused_key_is_answered_before_its_body_is_read(
+    tmp_path: Path, storage: dict[str, object]
+) -> None:
+    async with running_gateway(tmp_path, **storage) as (client, bank):
+        for _ in range(3):
+            post = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+            assert post.status_code == 201
+        first = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_ONE)
+        assert_rate_limited(first, "per-key", 3)  # the limiter's own refusal
+        # Once the key is known refused, even a body that is not JSON gets the 429: the
+        # request never reaches the body read, let alone the database or the bank.
+        again = await client.post(
+            "/api/v1/payments",
+            content=b"{not json",
+            headers={**MERCHANT_ONE, "Content-Type": "application/json"},
+        )
+        assert_rate_limited(again, "per-key", 3)
+        assert again.json()["detail"] == first.json()["detail"]
+        assert again.headers["cache-control"] == "no-store"  # every answer's headers
+        assert again.headers["x-request-id"]
+        assert len(bank.deposits) == 3
+        # The other merchant is served meanwhile.
+        other = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_TWO)
+        assert other.status_code == 201
+        assert len(bank.deposits) == 4
+
+
+async def test_a_held_flood_leaves_the_other_merchant_served_at_once(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, rate_limit_hold_seconds=1.0) as (client, _bank):
+        statuses = [
+            (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code for _ in range(4)
+        ]
+        assert statuses == [404, 404, 404, 429]  # the 4th is refused at once, and recorded
+        held_before = REGISTRY.get_sample_value("gateway_rate_limit_held_total") or 0
+        started = asyncio.get_running_loop().time()
+        flood = [
+            asyncio.create_task(client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE))
+            for _ in range(10)
+        ]
+        await asyncio.sleep(0.1)
+        other = await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_TWO)
+        assert other.status_code == 404
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert not any(task.done() for task in flood)  # the flood is still held
+        answers = await asyncio.gather(*flood)
+        assert asyncio.get_running_loop().time() - started >= 1.0
+        for answer in answers:
+            assert answer.status_code == 429
+            assert answer.headers["ratelimit-policy"] == '"per-key";q=3;w=1'
+            assert int(answer.headers["retry-after"]) >= 1
+        assert REGISTRY.get_sample_value("gateway_rate_limit_held_total") == held_before + 10
+
+
+async def test_refusals_beyond_the_cap_on_held_ones_are_answered_at_once(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path, rate_limit_hold_seconds=2.0, rate_limit_max_held=3) as (
+        client,
+        _bank,
+    ):
+        for _ in range(4):
+            await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answered_at: list[float] = []
+
+        async def flood() -> httpx.Response:
+            response = await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)
+            answered_at.append(loop.time() - started)
+            return response
+
+        answers = await asyncio.gather(*(flood() for _ in range(5)))
+        assert [r.status_code for r in answers] == [429] * 5
+        answered_at.sort()
+        assert answered_at[1] < 0.5  # two beyond the cap of three: at once
+        assert answered_at[2] >= 2.0  # three held for the whole hold
+
+
+async def test_with_redis_a_known_refused_key_costs_no_redis_call(
+    tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def counted(name: str) -> Callable[..., Awaitable[object]]:
+        method = getattr(RedisStorage, name)
+
+        async def wrapper(self: RedisStorage, *args: object, **kwargs: object) -> object:
+            calls.append(name)
+            return await method(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("acquire_entry", "get_moving_window"):
+        monkeypatch.setattr(RedisStorage, name, counted(name))
+    async with running_gateway(
+        tmp_path, redis_url=REDIS_URL, rate_limit_key_prefix=redis_prefix
+    ) as (client, _bank):
+        for _ in range(3):
+            assert (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code == 404
+        assert calls == ["acquire_entry"] * 3  # one round trip per admitted request
+        assert_rate_limited(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE), "per-key", 3)
+        assert calls[3:] == ["acquire_entry", "get_moving_window"]  # refused, then its reset
+        for _ in range(10):
+            assert_rate_limited(
+                await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE), "per-key", 3
+            )
+        assert len(calls) == 5  # none while the key is known refused
+        assert (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_TWO)).status_code == 404
+        assert calls[5:] == ["acquire_entry"]

@@ -3,8 +3,11 @@
 The `limits` library counts, with its moving window: at most `quota` requests in any
 `window_seconds`, so a key may spend its whole window's budget at once (the burst) and then
 gets its rate back as its oldest requests leave the window. With REDIS_URL the counters live in
-Redis and every replica shares one budget (one Lua call, one round trip per request); without
-it each process counts alone, in memory.
+Redis and every replica shares one budget (one Lua call, one round trip per admitted request);
+without it each process counts alone, in memory. A refused key is recorded in RefusedKeys until
+its window frees a slot: until then its requests are answered before routing, without asking
+the storage (api/refused_keys.py), so a refusal costs two round trips once per window and
+process (the refused hit, then the window's reset for Retry-After) and none afterwards.
 
 A storage outage must not take payments down: a failing Redis lets requests through
 unchecked (fail open), with a warning in the log and a count in
@@ -33,6 +36,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from payment_gateway.api.refused_keys import RefusedKeys
 from payment_gateway.config import Settings
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
@@ -59,6 +63,19 @@ class RatePolicy:
         self.item = RateLimitItemPerSecond(quota, window_seconds)
         self.header = f'"{name}";q={quota};w={window_seconds}'
 
+    def refusal_detail(self, retry_after: int) -> str:
+        return (
+            f"over the {self.name} rate limit of {self.quota} requests in "
+            f"{self.window_seconds} s: retry after {retry_after} s"
+        )
+
+    def refusal_headers(self, remaining: int, retry_after: int) -> dict[str, str]:
+        return {
+            "Retry-After": str(retry_after),
+            "RateLimit-Policy": self.header,
+            "RateLimit": f'"{self.name}";r={remaining};t={retry_after}',
+        }
+
 
 class RateLimited(HTTPException):
     """429; api/problems.py renders it as problem+json with these headers."""
@@ -66,13 +83,8 @@ class RateLimited(HTTPException):
     def __init__(self, policy: RatePolicy, remaining: int, retry_after: int) -> None:
         super().__init__(
             429,
-            f"over the {policy.name} rate limit of {policy.quota} requests in "
-            f"{policy.window_seconds} s: retry after {retry_after} s",
-            headers={
-                "Retry-After": str(retry_after),
-                "RateLimit-Policy": policy.header,
-                "RateLimit": f'"{policy.name}";r={remaining};t={retry_after}',
-            },
+            policy.refusal_detail(retry_after),
+            headers=policy.refusal_headers(remaining, retry_after),
         )
 
 
@@ -85,12 +97,14 @@ class RateLimiter:
         *,
         storage_errors: tuple[type[Exception], ...] = (),
         close: Callable[[], Awaitable[None]] | None = None,
+        refused: RefusedKeys | None = None,
     ) -> None:
         self.per_key = per_key
         self.per_address = per_address
         self._strategy = MovingWindowRateLimiter(storage)
         self._storage_errors = storage_errors
         self._close = close
+        self.refused = refused if refused is not None else RefusedKeys()
         self._unchecked_until = 0.0  # monotonic time until which the storage is not asked
 
     async def authenticate(
@@ -110,7 +124,14 @@ class RateLimiter:
         """Count one request; raise RateLimited when it is over the policy's quota."""
         if not await self._hit(policy, identifier):
             RATE_LIMITED.labels(policy.scope).inc()
-            raise await self._refusal(policy, identifier)
+            window = await self._window(policy, identifier)
+            if window is None:  # the storage failed: the longest wait, and nothing recorded
+                raise RateLimited(policy, 0, policy.window_seconds)
+            remaining, wait = window
+            if policy is self.per_key and remaining == 0 and wait > 0:
+                self.refused.refuse(identifier, policy, wait)
+            # The moving window's reset is when its oldest request leaves it: one slot frees.
+            raise RateLimited(policy, max(remaining, 0), max(1, math.ceil(wait)))
 
     async def aclose(self) -> None:
         if self._close is not None:
@@ -137,14 +158,14 @@ class RateLimiter:
             log.warning("rate-limit storage answers again: rate limits apply")
         return allowed
 
-    async def _refusal(self, policy: RatePolicy, identifier: str) -> RateLimited:
+    async def _window(self, policy: RatePolicy, identifier: str) -> tuple[int, float] | None:
+        """Requests left in the window and seconds until its oldest request leaves it; None
+        when the storage fails."""
         try:
             stats = await self._strategy.get_window_stats(policy.item, policy.name, identifier)
-            remaining, wait = stats.remaining, stats.reset_time - time.time()
         except self._storage_errors:
-            remaining, wait = 0, policy.window_seconds
-        # The moving window's reset is when its oldest request leaves it: one slot frees then.
-        return RateLimited(policy, max(remaining, 0), max(1, math.ceil(wait)))
+            return None
+        return stats.remaining, stats.reset_time - time.time()
 
 
 def client_address(request: Request) -> str:
@@ -152,8 +173,11 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def create_rate_limiter(settings: Settings) -> RateLimiter | None:
-    """The limiter the settings describe, or None when RATE_LIMIT_ENABLED=false."""
+def create_rate_limiter(
+    settings: Settings, refused: RefusedKeys | None = None
+) -> RateLimiter | None:
+    """The limiter the settings describe, or None when RATE_LIMIT_ENABLED=false; the keys it
+    refuses are recorded in ``refused`` (RefusedKeyMiddleware answers them)."""
     if not settings.rate_limit_enabled:
         return None
     window = settings.rate_limit_window_seconds
@@ -164,7 +188,9 @@ def create_rate_limiter(settings: Settings) -> RateLimiter | None:
     redis_url = settings.redis_url.get_secret_value()
     if not redis_url:
         memory = MemoryStorage()
-        return RateLimiter(memory, per_key, per_address, close=lambda: _close_memory(memory))
+        return RateLimiter(
+            memory, per_key, per_address, close=lambda: _close_memory(memory), refused=refused
+        )
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
         redis_url,
@@ -183,7 +209,12 @@ def create_rate_limiter(settings: Settings) -> RateLimiter | None:
         connection_pool=pool,  # type: ignore[arg-type]
     )
     return RateLimiter(
-        storage, per_key, per_address, storage_errors=(RedisError,), close=pool.aclose
+        storage,
+        per_key,
+        per_address,
+        storage_errors=(RedisError,),
+        close=pool.aclose,
+        refused=refused,
     )
 
 
