@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,20 +52,26 @@ def httpyac() -> Path:
 
 def run_request_file(httpyac: Path, request_file: RequestFile, url: str) -> dict[str, Any]:
     """Every request of the file, in order; httpyac's JSON report of them."""
-    completed = subprocess.run(
-        [
-            *(str(httpyac), "send", request_file.name, "--all", "--json"),
-            *("--var", f"{request_file.service}={url}"),  # no environment: only this URL
-            *("--var", f"bank_api_key={BANK_API_KEY}"),  # the stack's bank requires it
-        ],
-        cwd=REPO,  # httpyac only takes files under its working directory
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    # The report goes to a file, not a pipe: Node exits before a large piped report is
+    # written out whole (anything past the pipe's 64 KiB buffer would be lost).
+    with tempfile.TemporaryFile() as out:
+        completed = subprocess.run(
+            [
+                *(str(httpyac), "send", request_file.name, "--all", "--json"),
+                *("--var", f"{request_file.service}={url}"),  # no environment: only this URL
+                *("--var", f"bank_api_key={BANK_API_KEY}"),  # the stack's bank requires it
+            ],
+            cwd=REPO,  # httpyac only takes files under its working directory
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        out.seek(0)
+        stdout = out.read().decode()
     try:
-        report: dict[str, Any] = json.loads(completed.stdout)
+        report: dict[str, Any] = json.loads(stdout)
     except json.JSONDecodeError:
         pytest.fail(f"httpyac exited {completed.returncode} without a report:\n{completed.stderr}")
     report["exit_code"] = completed.returncode
