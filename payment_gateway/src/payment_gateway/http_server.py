@@ -18,7 +18,7 @@ Refusals are RFC 9457 problem+json, like every other error of the gateway, and s
 
     uvicorn payment_gateway.main:app --http payment_gateway.http_server:BoundedHttpToolsProtocol
 
-with the flags listed in README.md (Running it in production). The limits are read once, from
+with the flags listed in README.md (Server flags). The limits are read once, from
 the environment (HttpServerSettings). Hot path: a request that arrives in one read, as nearly
 all do, costs two additions per header field and a few attribute checks; a timer is armed only
 when a read leaves a request unfinished.
