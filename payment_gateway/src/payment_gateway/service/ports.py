@@ -13,7 +13,13 @@ from typing import Protocol, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
-from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution, RetrySchedule
+from payment_gateway.domain.payment import (
+    Payment,
+    PaymentRequest,
+    PaymentStatus,
+    Resolution,
+    RetrySchedule,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,26 @@ class StatusTransition:
     request_id: str | None = None  # of the request that learned it, for its event
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentFilters:
+    """What a listing keeps: every given condition must hold (``created_*`` are bounds)."""
+
+    status: PaymentStatus | None = None
+    reference: str | None = None
+    created_gte: datetime | None = None
+    created_gt: datetime | None = None
+    created_lte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPosition:
+    """A payment's place in a listing, which is ordered by (created_at, id)."""
+
+    created_at: datetime
+    id: str
+
+
 class DuplicateIdempotencyKey(Exception):
     """The (merchant, idempotency key) pair is already claimed by another payment."""
 
@@ -110,6 +136,19 @@ class PaymentRepository(Protocol):
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int: ...
 
     async def oldest_open_created_at(self) -> datetime | None: ...
+
+    async def list_page(
+        self,
+        merchant_id: str,
+        filters: PaymentFilters,
+        limit: int,
+        *,
+        older_than: ListPosition | None = None,
+        newer_than: ListPosition | None = None,
+    ) -> list[Payment]:
+        """Up to ``limit`` of the merchant's payments that match, nearest the position first:
+        newest first, or, with ``newer_than``, oldest first (the ones just after it)."""
+        ...
 
 
 class MerchantRepository(Protocol):
