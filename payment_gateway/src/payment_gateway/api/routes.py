@@ -200,8 +200,6 @@ for path, include in ((PAYMENTS_PATH, True), (LEGACY_PAYMENT_PATH, False)):
     )
 
 
-
-
 async def list_payments_route(
     merchant: MerchantDep,
     services: ServicesDep,

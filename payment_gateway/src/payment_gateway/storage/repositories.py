@@ -19,8 +19,8 @@ from sqlalchemy import (
     insert,
     literal_column,
     null,
-    select,
     or_,
+    select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
