@@ -275,3 +275,13 @@ def twin(merchant: Merchant, at: datetime, payment_id: str) -> NewPayment:
     )
     card = StoredCard(str(uuid.uuid4()), b"ciphertext", None, None)
     return NewPayment(payment, card, None, at)
+
+
+async def test_a_method_the_path_lacks_is_405_allowing_both_routes_of_the_path(
+    gateway: Gateway, shop: Shop
+) -> None:
+    # GET (listing) and POST (create) are two routes on one path: Allow names them both.
+    response = await gateway.client.delete("/api/v1/payments", headers=shop.headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["content-type"] == "application/problem+json"
