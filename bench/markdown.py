@@ -8,6 +8,7 @@ from bench.results import (
     FairUse,
     FairUseRun,
     Integrity,
+    Listing,
     MemoryRow,
     Ratios,
     Report,
@@ -37,6 +38,8 @@ def render_markdown(report: Report) -> str:
         lines += _integrity(report.integrity)
     if report.fair_use is not None:
         lines += _fair_use(report.fair_use)
+    if report.listing is not None:
+        lines += _listing(report.listing)
     if report.memory:
         lines += _memory_table(report)
     if report.targets:
@@ -185,6 +188,44 @@ def _fair_use_line(run: FairUseRun) -> str:
         f"| {run.gateway_cpu_ms_per_answer_quiet:.2f} / {run.gateway_cpu_ms_per_answer_flood:.2f} "
         f"| {run.machine_busy_pct_quiet:.0f} % / {run.machine_busy_pct_flood:.0f} % |"
     )
+
+
+def _listing(listing: Listing) -> list[str]:
+    first = listing.runs[0]
+    lines = [
+        "",
+        "### Listing payments (issue 10)",
+        "",
+        f"{listing.rows_loaded:,} payments bulk-loaded with their cards in "
+        f"{listing.load_seconds:.0f} s (multi-row INSERTs), for four merchants interleaved in "
+        f"time; the first demo merchant has {listing.merchant_rows:,} of them. "
+        f"`GET /api/v1/payments?limit={listing.page_size}` on {first.connections} connections "
+        f"for {first.duration_s:.0f} s each.",
+        "",
+        "| page | pages/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. |",
+        "| --- |" + " ---: |" * 6,
+        *(
+            f"| {run.name} | {run.per_second:,.0f} | {run.latency_ms.p50:.1f} "
+            f"| {run.latency_ms.p90:.1f} | {run.latency_ms.p99:.1f} | {run.non_2xx} "
+            f"| {run.socket_errors} |"
+            for run in listing.runs
+        ),
+        "",
+        "Query plans (MariaDB `EXPLAIN` of the statement the gateway sends for each page):",
+    ]
+    for plan in listing.plans:
+        lines += [
+            "",
+            f"*{plan.name}*: `{plan.sql}`",
+            "",
+            "| table | type | key | rows | Extra |",
+            "| --- | --- | --- | ---: | --- |",
+            *(
+                f"| {row.table} | {row.access} | {row.key or '-'} | {row.rows:,} | {row.extra} |"
+                for row in plan.rows
+            ),
+        ]
+    return [*lines, "", *_targets_table(listing.targets)]
 
 
 def _memory_table(report: Report) -> list[str]:

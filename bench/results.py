@@ -19,7 +19,7 @@ from pydantic import Field, TypeAdapter
 from bench.options import Options
 
 ServiceName = Literal["gateway", "bank", "bare"]
-LoadMode = Literal["payments", "mixed", "deposit"]  # the modes of load.lua
+LoadMode = Literal["payments", "mixed", "deposit", "list"]  # the modes of load.lua
 CountMethod = Literal["user_statistics", "global_questions"]
 Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
 MemoryKind = Literal["soak", "runs"]
@@ -186,6 +186,52 @@ class FairUse:
 
 
 @dataclass(frozen=True)
+class ListingRun:
+    """wrk against one listing query of the first demo merchant."""
+
+    name: str  # e.g. "first page", "deep page (846,000 rows in)"
+    query: str  # the path and query string requested
+    connections: int
+    duration_s: float
+    responses: int
+    non_2xx: int
+    socket_errors: int
+    per_second: float  # 2xx answers (pages) per second
+    latency_ms: Latency
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One row of MariaDB's EXPLAIN."""
+
+    table: str
+    access: str  # EXPLAIN's "type": const, eq_ref, ref, range, index, ALL
+    key: str | None  # the index used
+    rows: int  # the optimizer's estimate of rows read
+    extra: str  # "Using where", "Using filesort", ...
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    name: str  # the listing run it belongs to
+    sql: str  # the statement the gateway sends for that page, with its values
+    rows: tuple[PlanRow, ...]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Issue 10: pages of payments over a bulk-loaded table, and how MariaDB reads them."""
+
+    rows_loaded: int  # payments bulk-loaded (each with its card), for four merchants
+    merchant_rows: int  # of which the listed merchant's
+    load_seconds: float
+    page_size: int
+    runs: tuple[ListingRun, ...]
+    plans: tuple[QueryPlan, ...]
+    targets: tuple[TargetCheck, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     date: str  # ISO 8601, UTC, seconds
     elapsed_s: float
@@ -202,6 +248,7 @@ class Report:
     targets: tuple[TargetCheck, ...]
     logs: tuple[LogSummary, ...]
     fair_use: FairUse | None = None  # results from before the fair-use run have none
+    listing: Listing | None = None  # results from before the listing run have none
 
 
 _REPORT = TypeAdapter(Report)

@@ -204,7 +204,7 @@ def _beyond(position: ListPosition, *, older: bool) -> ColumnElement[bool]:
     )
 
 
-def _list_statement(
+def listing_statement(
     merchant_id: str,
     filters: PaymentFilters,
     limit: int,
@@ -244,7 +244,7 @@ class SqlPaymentListing:
         older_than: ListPosition | None = None,
         newer_than: ListPosition | None = None,
     ) -> list[Payment]:
-        statement = _list_statement(merchant_id, filters, limit, older_than, newer_than)
+        statement = listing_statement(merchant_id, filters, limit, older_than, newer_than)
         rows = (await self._connection.execute(statement)).all()
         return [_to_payment(row) for row in rows]
 
