@@ -59,8 +59,9 @@ def measure_listing(
     options = harness.options
     total = QUICK_ROWS if options.quick else FULL_ROWS
     name = "gateway-listing"
+    environment = dict(gateway_environment)
     harness.services[name] = service = start_service(
-        name, "payment_gateway.main:app", workers=options.gateway_workers, env=dict(gateway_environment)
+        name, "payment_gateway.main:app", workers=options.gateway_workers, env=environment
     )
     try:
         wait_until_ready(service, workers=options.gateway_workers)  # migrated and seeded

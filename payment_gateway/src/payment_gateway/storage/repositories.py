@@ -168,6 +168,27 @@ def _to_payment(row: Any) -> Payment:
     )
 
 
+def _payments_index(*columns: str) -> str:
+    return next(
+        str(index.name)
+        for index in payments.indexes
+        if [column.name for column in index.columns] == list(columns)
+    )
+
+
+_BY_MERCHANT = _payments_index("merchant_id", "created_at")
+_BY_STATUS = _payments_index("merchant_id", "status", "created_at", "id")
+_BY_REFERENCE = _payments_index("merchant_id", "reference", "created_at", "id")
+
+
+def _listing_index(filters: PaymentFilters) -> str:
+    if filters.reference is not None:  # one order's payments: the fewest rows
+        return _BY_REFERENCE
+    if filters.status is not None:
+        return _BY_STATUS
+    return _BY_MERCHANT
+
+
 def _filter_conditions(filters: PaymentFilters) -> list[ColumnElement[bool]]:
     created = payments.c.created_at
     conditions: list[ColumnElement[bool]] = []
@@ -215,7 +236,10 @@ def listing_statement(
 
     Every index the listing uses starts with merchant_id and ends with created_at (and the
     primary key, which InnoDB appends to each secondary index), so a page is a short range
-    scan wherever it starts: no OFFSET, no sort.
+    scan wherever it starts: no OFFSET, no sort. MySQL and MariaDB are told which index:
+    left to itself, MariaDB 10.11 reads a deep page by the merchant_id prefix alone (a "ref"
+    access from the newest row, filtering created_at as it goes: 900,000 rows for a page
+    900,000 rows in) instead of the range the cursor bounds (bench/listing.py measures it).
     """
     conditions = [payments.c.merchant_id == merchant_id, *_filter_conditions(filters)]
     if older_than is not None:
@@ -227,7 +251,12 @@ def listing_statement(
         if newer_than is not None
         else (payments.c.created_at.desc(), payments.c.id.desc())
     )
-    return _payment_with_card.where(*conditions).order_by(*order).limit(limit)
+    return (
+        _payment_with_card.where(*conditions)
+        .order_by(*order)
+        .limit(limit)
+        .with_hint(payments, f"FORCE INDEX ({_listing_index(filters)})", dialect_name="mysql")
+    )
 
 
 class SqlPaymentListing:
