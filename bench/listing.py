@@ -12,11 +12,13 @@ merchant, with no filesort and no full scan.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from payment_gateway.domain.payment import PaymentStatus
@@ -211,19 +213,44 @@ def _plan(
     statement = listing_statement(merchant_id, filters, PAGE + 1, cursor, None)
     sql = str(statement.compile(dialect=mysql.dialect(), compile_kwargs={"literal_binds": True}))
     db.admin.query(f"USE `{db.name}`")
-    result = db.admin.query("EXPLAIN " + sql)
     # id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
+    table_rows = db.admin.query("EXPLAIN " + sql)
+    # The JSON form names the key parts used: a range bounded by merchant_id alone would read
+    # the merchant's payments from the newest down to the cursor.
+    parts = {
+        str(table["table_name"]): tuple(table.get("used_key_parts", ()))
+        for table in _tables(json.loads(db.admin.query("EXPLAIN FORMAT=JSON " + sql)[0][0]))
+    }
     rows = tuple(
         PlanRow(
             table=str(r[2]),
             access=str(r[3]),
             key=None if r[5] is None else str(r[5]),
+            used_key_parts=parts.get(str(r[2]), ()),
             rows=int(r[8] or 0),
             extra=str(r[9] or ""),
         )
-        for r in result
+        for r in table_rows
     )
-    return QueryPlan(label, " ".join(sql.split()), rows)
+    bounded_by: tuple[str, ...] = ("merchant_id",)
+    if filters.status is not None:
+        bounded_by += ("status",)
+    if cursor is not None:
+        bounded_by += ("created_at",)
+    return QueryPlan(label, " ".join(sql.split()), bounded_by, rows)
+
+
+def _tables(node: object) -> Iterator[dict[str, Any]]:
+    """Every table access in an EXPLAIN FORMAT=JSON document."""
+    if isinstance(node, dict):
+        table = node.get("table")
+        if isinstance(table, dict) and "table_name" in table:
+            yield table
+        for value in node.values():
+            yield from _tables(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _tables(value)
 
 
 def _run(harness: Harness, base_url: str, label: str, query: Mapping[str, str]) -> ListingRun:
@@ -260,12 +287,14 @@ def _wrk(harness: Harness, url: str, label: str, seconds: int) -> WrkResult:
 
 
 def plan_is_keyset(plan: QueryPlan) -> bool:
-    """The payments table is read as a range (or ref) of a merchant-first index, unsorted."""
+    """The payments table is read as a range of a merchant-first index bounded by every
+    column the statement bounds (the cursor's created_at included), with no sort."""
     payments = [row for row in plan.rows if row.table == "payments"]
     return bool(payments) and all(
         row.key is not None
         and row.key.startswith("ix_payments_merchant_id")
         and row.access in ("range", "ref")
+        and set(plan.bounded_by) <= set(row.used_key_parts)
         and "filesort" not in row.extra.lower()
         and "temporary" not in row.extra.lower()
         for row in payments
@@ -276,7 +305,8 @@ def check_listing_targets(
     runs: tuple[ListingRun, ...], plans: tuple[QueryPlan, ...]
 ) -> tuple[TargetCheck, ...]:
     first, deep = runs[0], runs[1]
-    ratio = deep.latency_ms.p50 / first.latency_ms.p50
+    answered = first.responses > 0 and deep.responses > 0
+    ratio = deep.latency_ms.p50 / first.latency_ms.p50 if answered else float("inf")
     return (
         TargetCheck(
             f"deep page p50 <= {MAX_DEEP_OVER_FIRST_P50}x first page p50",
@@ -284,17 +314,21 @@ def check_listing_targets(
             ratio <= MAX_DEEP_OVER_FIRST_P50,
         ),
         TargetCheck(
-            "every plan: a merchant-first index range, no filesort, no full scan",
+            "every plan: a merchant-first index range over the bounded columns, no filesort",
             ", ".join(f"{plan.name}: {_keys(plan)}" for plan in plans),
             all(plan_is_keyset(plan) for plan in plans),
         ),
         TargetCheck(
-            "zero errors (non-2xx + socket errors, all listing runs)",
-            str(sum(run.non_2xx + run.socket_errors for run in runs)),
-            all(run.non_2xx == 0 and run.socket_errors == 0 for run in runs),
+            "every run answered, zero errors (non-2xx + socket errors)",
+            f"{sum(run.non_2xx + run.socket_errors for run in runs)} errors, "
+            f"{min(run.responses for run in runs):,} answers in the slowest run",
+            all(run.responses > 0 and run.non_2xx == 0 and run.socket_errors == 0 for run in runs),
         ),
     )
 
 
 def _keys(plan: QueryPlan) -> str:
-    return "/".join(f"{row.key or 'no index'} ({row.access})" for row in plan.rows)
+    return "/".join(
+        f"{row.key or 'no index'} ({row.access} on {', '.join(row.used_key_parts) or '-'})"
+        for row in plan.rows
+    )

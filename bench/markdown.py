@@ -218,10 +218,11 @@ def _listing(listing: Listing) -> list[str]:
             "",
             f"*{plan.name}*: `{plan.sql}`",
             "",
-            "| table | type | key | rows | Extra |",
-            "| --- | --- | --- | ---: | --- |",
+            "| table | type | key | key parts used | rows | Extra |",
+            "| --- | --- | --- | --- | ---: | --- |",
             *(
-                f"| {row.table} | {row.access} | {row.key or '-'} | {row.rows:,} | {row.extra} |"
+                f"| {row.table} | {row.access} | {row.key or '-'} "
+                f"| {', '.join(row.used_key_parts) or '-'} | {row.rows:,} | {row.extra} |"
                 for row in plan.rows
             ),
         ]

@@ -207,6 +207,7 @@ class PlanRow:
     table: str
     access: str  # EXPLAIN's "type": const, eq_ref, ref, range, index, ALL
     key: str | None  # the index used
+    used_key_parts: tuple[str, ...]  # the index's columns the access bounds (EXPLAIN JSON)
     rows: int  # the optimizer's estimate of rows read
     extra: str  # "Using where", "Using filesort", ...
 
@@ -215,6 +216,7 @@ class PlanRow:
 class QueryPlan:
     name: str  # the listing run it belongs to
     sql: str  # the statement the gateway sends for that page, with its values
+    bounded_by: tuple[str, ...]  # the columns the statement bounds: the index must use them
     rows: tuple[PlanRow, ...]
 
 
