@@ -215,20 +215,21 @@ def _plan(
     db.admin.query(f"USE `{db.name}`")
     # id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
     table_rows = db.admin.query("EXPLAIN " + sql)
-    # The JSON form names the key parts used: a range bounded by merchant_id alone would read
-    # the merchant's payments from the newest down to the cursor.
-    parts = {
-        str(table["table_name"]): tuple(table.get("used_key_parts", ()))
-        for table in _tables(json.loads(db.admin.query("EXPLAIN FORMAT=JSON " + sql)[0][0]))
+    # ANALYZE runs the statement and names the key parts used and the rows read: a range
+    # bounded by merchant_id alone reads the merchant's payments from the newest to the cursor.
+    analyzed = {
+        str(table["table_name"]): table
+        for table in _tables(json.loads(db.admin.query("ANALYZE FORMAT=JSON " + sql)[0][0]))
     }
     rows = tuple(
         PlanRow(
             table=str(r[2]),
             access=str(r[3]),
             key=None if r[5] is None else str(r[5]),
-            used_key_parts=parts.get(str(r[2]), ()),
+            used_key_parts=tuple(analyzed.get(str(r[2]), {}).get("used_key_parts", ())),
             rows=int(r[8] or 0),
             extra=str(r[9] or ""),
+            rows_read=analyzed.get(str(r[2]), {}).get("r_rows"),
         )
         for r in table_rows
     )

@@ -211,18 +211,20 @@ def _listing(listing: Listing) -> list[str]:
             for run in listing.runs
         ),
         "",
-        "Query plans (MariaDB `EXPLAIN` of the statement the gateway sends for each page):",
+        "Query plans (MariaDB `EXPLAIN`, and `ANALYZE` for the rows read, of the statement the "
+        "gateway sends for each page):",
     ]
     for plan in listing.plans:
         lines += [
             "",
             f"*{plan.name}*: `{plan.sql}`",
             "",
-            "| table | type | key | key parts used | rows | Extra |",
-            "| --- | --- | --- | --- | ---: | --- |",
+            "| table | type | key | key parts used | rows (estimate) | rows read | Extra |",
+            "| --- | --- | --- | --- | ---: | ---: | --- |",
             *(
                 f"| {row.table} | {row.access} | {row.key or '-'} "
-                f"| {', '.join(row.used_key_parts) or '-'} | {row.rows:,} | {row.extra} |"
+                f"| {', '.join(row.used_key_parts) or '-'} | {row.rows:,} "
+                f"| {'-' if row.rows_read is None else f'{row.rows_read:,.0f}'} | {row.extra} |"
                 for row in plan.rows
             ),
         ]

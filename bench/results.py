@@ -208,8 +208,9 @@ class PlanRow:
     access: str  # EXPLAIN's "type": const, eq_ref, ref, range, index, ALL
     key: str | None  # the index used
     used_key_parts: tuple[str, ...]  # the index's columns the access bounds (EXPLAIN JSON)
-    rows: int  # the optimizer's estimate of rows read
+    rows: int  # the optimizer's estimate of rows read (before LIMIT cuts the read short)
     extra: str  # "Using where", "Using filesort", ...
+    rows_read: float | None = None  # rows actually read per access (ANALYZE's r_rows)
 
 
 @dataclass(frozen=True)
