@@ -6,6 +6,7 @@ session's tests, whose payments belong to the demo merchants.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,6 +18,10 @@ from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import Payment, PaymentStatus
 from payment_gateway.service.ports import ListPosition, NewPayment, PaymentFilters, StoredCard
+from payment_gateway.storage.database import create_engine
+from payment_gateway.storage.repositories import listing_statement
+from sqlalchemy import text
+from sqlalchemy.dialects import mysql
 
 from .conftest import Gateway, payment_body
 
@@ -285,3 +290,44 @@ async def test_a_method_the_path_lacks_is_405_allowing_both_routes_of_the_path(
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize(
+    ("filters", "index", "parts"),
+    [
+        (PaymentFilters(), "ix_payments_merchant_id_created_at", ["merchant_id", "created_at"]),
+        (
+            PaymentFilters(status=PaymentStatus.FAILED),
+            "ix_payments_merchant_id_status_created_at_id",
+            ["merchant_id", "status", "created_at"],
+        ),
+        (
+            PaymentFilters(reference="order-1", status=PaymentStatus.FAILED),
+            "ix_payments_merchant_id_reference_created_at_id",
+            ["merchant_id", "reference", "created_at"],
+        ),
+    ],
+)
+async def test_a_page_past_a_cursor_is_an_index_range_bounded_by_the_cursor(
+    mysql_url: str, filters: PaymentFilters, index: str, parts: list[str]
+) -> None:
+    """What MariaDB does with the listing's statement: a range of the merchant's index that
+    starts at the cursor (not the merchant's rows read from the newest down), with no sort."""
+    cursor = ListPosition(datetime(2031, 1, 1, tzinfo=UTC), "01965f2e-1c3a-7d4e-9b1a-2f0c3e4d5a6b")
+    statement = listing_statement("some-merchant", filters, 11, cursor, None)
+    sql = str(statement.compile(dialect=mysql.dialect(), compile_kwargs={"literal_binds": True}))
+    engine = create_engine(mysql_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            explained = await connection.execute(text("EXPLAIN FORMAT=JSON " + sql))
+            plan = json.loads(explained.scalar_one())
+    finally:
+        await engine.dispose()
+
+    table = plan["query_block"]["nested_loop"][0]["table"]
+    assert table["table_name"] == "payments"
+    assert table["key"] == index
+    assert table["access_type"] == "range"
+    assert table["used_key_parts"] == parts
+    assert "filesort" not in json.dumps(plan)
