@@ -27,10 +27,10 @@ from payment_gateway.storage.repositories import listing_statement
 from sqlalchemy.dialects import mysql
 
 from bench.mariadb import BenchDatabase
-from bench.measurement import PAYMENTS_PATH, Harness
+from bench.measurement import PAYMENTS_PATH, CpuSnapshot, CpuUsage, Harness
 from bench.progress import log
 from bench.results import Listing, ListingRun, PlanRow, QueryPlan, TargetCheck
-from bench.services import start_service, stop_service, wait_until_ready
+from bench.services import Service, start_service, stop_service, wait_until_ready
 from bench.wrk import FIRST_MERCHANT_TOKEN, WrkResult, run_wrk
 
 FULL_ROWS = 1_000_000
@@ -39,7 +39,9 @@ QUICK_ROWS = 50_000
 CYCLE = ("merchant_one",) * 47 + ("merchant_two", "bench_shop_a", "bench_shop_b")
 DEEP_FRACTION = 0.9  # the deep page starts this far into the first merchant's payments
 PAGE = 100
-CONNECTIONS = 16
+# A few clients paging at once: enough to keep both workers busy, few enough that the latency
+# is the cost of a page rather than the queue in front of it.
+CONNECTIONS = 4
 BATCH = 5_000
 # Every payment within the last days: older terminal ones would have their card data erased
 # by the retention job (CARD_DATA_RETENTION_DAYS, 30) while the runs are measured.
@@ -96,7 +98,7 @@ def measure_listing(
             for label, (_, filters, cursor) in queries.items()
         )
         runs = tuple(
-            _run(harness, service.url, label, query) for label, (query, _, _) in queries.items()
+            _run(harness, service, label, query) for label, (query, _, _) in queries.items()
         )
     finally:
         stop_service(service)
@@ -254,16 +256,20 @@ def _tables(node: object) -> Iterator[dict[str, Any]]:
             yield from _tables(value)
 
 
-def _run(harness: Harness, base_url: str, label: str, query: Mapping[str, str]) -> ListingRun:
-    url = f"{base_url}{PAYMENTS_PATH}?{urlencode({'limit': PAGE, **query})}"
+def _run(harness: Harness, service: Service, label: str, query: Mapping[str, str]) -> ListingRun:
+    url = f"{service.url}{PAYMENTS_PATH}?{urlencode({'limit': PAGE, **query})}"
     options = harness.options
     if options.warmup:
         _wrk(harness, url, f"warm-up listing {label}", options.warmup)
     log(f"listing: {label}, c{CONNECTIONS}, {options.duration} s")
+    services = {service.name: service}
+    before = CpuSnapshot.take(services, harness.mariadb_pid)
     result = _wrk(harness, url, f"listing {label}", options.duration)
+    cpu = CpuUsage.between(before, CpuSnapshot.take(services, harness.mariadb_pid))
+    pages = max(result.responses, 1)
     return ListingRun(
         name=label,
-        query=url.removeprefix(base_url),
+        query=url.removeprefix(service.url),
         connections=CONNECTIONS,
         duration_s=result.duration_s,
         responses=result.responses,
@@ -271,6 +277,9 @@ def _run(harness: Harness, base_url: str, label: str, query: Mapping[str, str]) 
         socket_errors=sum(result.socket_errors.values()),
         per_second=result.ok_2xx / result.duration_s,
         latency_ms=result.latency_ms,
+        gateway_cpu_ms_per_page=cpu.ms[service.name] / pages,
+        mariadb_cpu_ms_per_page=cpu.ms["mariadb"] / pages,
+        background_cpu_pct=cpu.background_pct,
     )
 
 

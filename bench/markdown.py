@@ -202,12 +202,14 @@ def _listing(listing: Listing) -> list[str]:
         f"`GET /api/v1/payments?limit={listing.page_size}` on {first.connections} connections "
         f"for {first.duration_s:.0f} s each.",
         "",
-        "| page | pages/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. |",
-        "| --- |" + " ---: |" * 6,
+        "| page | pages/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. "
+        "| gateway CPU ms/page | MariaDB CPU ms/page | background CPU |",
+        "| --- |" + " ---: |" * 9,
         *(
             f"| {run.name} | {run.per_second:,.0f} | {run.latency_ms.p50:.1f} "
             f"| {run.latency_ms.p90:.1f} | {run.latency_ms.p99:.1f} | {run.non_2xx} "
-            f"| {run.socket_errors} |"
+            f"| {run.socket_errors} | {run.gateway_cpu_ms_per_page:.2f} "
+            f"| {run.mariadb_cpu_ms_per_page:.2f} | {run.background_cpu_pct:.0f} % |"
             for run in listing.runs
         ),
         "",
@@ -288,6 +290,13 @@ def report_notes(report: Report) -> list[str]:
         notes += _run_notes(r)
     for run in report.fair_use.runs if report.fair_use else ():
         notes += _fair_use_notes(run)
+    for page in report.listing.runs if report.listing else ():
+        if page.background_cpu_pct > BACKGROUND_NOTE_PCT:
+            notes.append(
+                f"'listing, {page.name}': processes outside the benchmark used "
+                f"{page.background_cpu_pct:.0f} % of the machine's CPU during the run: the "
+                "latencies are higher than on a quiet machine"
+            )
     return notes
 
 

@@ -198,6 +198,9 @@ class ListingRun:
     socket_errors: int
     per_second: float  # 2xx answers (pages) per second
     latency_ms: Latency
+    gateway_cpu_ms_per_page: float  # the gateway's workers
+    mariadb_cpu_ms_per_page: float
+    background_cpu_pct: float  # share of all cores used by processes outside the benchmark
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ def run(name: str, p50: float, *, non_2xx: int = 0) -> ListingRun:
         non_2xx=non_2xx,
         socket_errors=0,
         per_second=200.0,
+        gateway_cpu_ms_per_page=8.5,
+        mariadb_cpu_ms_per_page=0.75,
+        background_cpu_pct=3.0,
         latency_ms=Latency(
             p50=p50, p75=p50, p90=p50 * 1.5, p99=p50 * 3, p99_9=p50 * 4, mean=p50, max=p50 * 5
         ),
@@ -139,7 +142,9 @@ def test_the_listing_section_goes_through_json_and_markdown(soak_report: Report)
     lines = render_markdown(report).splitlines()
     start = lines.index("### Listing payments (issue 10)")
     assert lines[start + 2].startswith("1,000,000 payments bulk-loaded with their cards in 250 s")
-    assert "| deep page (846,000 rows in) | 200 | 11.0 | 16.5 | 33.0 | 0 | 0 |" in lines
+    assert (
+        "| deep page (846,000 rows in) | 200 | 11.0 | 16.5 | 33.0 | 0 | 0 | 8.50 | 0.75 | 3 % |"
+    ) in lines
     assert (
         "| payments | range | ix_payments_merchant_id_created_at | merchant_id, created_at "
         "| 101 | - | Using where |"
@@ -171,3 +176,17 @@ def test_a_run_that_got_no_answer_misses_its_targets() -> None:
 
     assert not met["deep page p50 <= 1.5x first page p50"]
     assert not met["every run answered, zero errors (non-2xx + socket errors)"]
+
+
+def test_a_noisy_listing_run_gets_a_note(soak_report: Report) -> None:
+    noisy = listing()
+    runs = (noisy.runs[0], dataclasses.replace(noisy.runs[1], background_cpu_pct=35.0))
+    markdown = render_markdown(
+        dataclasses.replace(soak_report, listing=dataclasses.replace(noisy, runs=runs))
+    )
+
+    assert (
+        "- 'listing, deep page (846,000 rows in)': processes outside the benchmark used 35 %"
+        in markdown
+    )
+    assert "'listing, first page'" not in markdown
