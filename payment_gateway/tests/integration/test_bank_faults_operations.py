@@ -9,8 +9,10 @@ standing; a failed refund gives its amount back to what may still be refunded.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,16 +275,38 @@ async def test_a_refused_operation_fails_as_bank_rejected(
     await assert_can_be_tried_again(harness, bank, kind, payment_id)
 
 
+@contextlib.contextmanager
+def nothing_listening() -> Iterator[str]:
+    yield f"http://127.0.0.1:{free_port()}"  # the connection is refused
+
+
+@contextlib.contextmanager
+def never_accepting() -> Iterator[str]:
+    """A bank whose accept queue is full: the connection attempt times out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # room for one connection, which the next line takes
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            yield f"http://127.0.0.1:{port}"
+
+
 @each_kind
+@pytest.mark.parametrize("dead_bank", [nothing_listening, never_accepting])
 async def test_an_unreachable_bank_fails_the_operation_as_bank_unavailable(
-    database_url: str, tmp_path: Path, bank_server: BankServer, bank: MisbehavingBank, kind: Kind
+    database_url: str,
+    tmp_path: Path,
+    bank_server: BankServer,
+    bank: MisbehavingBank,
+    kind: Kind,
+    dead_bank: Callable[[], contextlib.AbstractContextManager[str]],
 ) -> None:
     async with running_gateway(database_url, tmp_path / "a", bank_server.url) as harness:
         payment_id = await payment_for(harness, kind)
-        # A second gateway on the same database, whose bank is down (nothing listens there).
-        dead_bank = f"http://127.0.0.1:{free_port()}"
-        async with running_gateway(database_url, tmp_path / "b", dead_bank) as cut_off:
-            response = await operate(cut_off, kind, payment_id)
+        # A second gateway on the same database, whose bank cannot be reached.
+        with dead_bank() as dead_bank_url:
+            async with running_gateway(database_url, tmp_path / "b", dead_bank_url) as cut_off:
+                response = await operate(cut_off, kind, payment_id)
         assert_answer(kind, response, "failed", "bank_unavailable")
 
         await assert_payment(harness, payment_id, kind.untouched)
