@@ -276,11 +276,14 @@ def test_real_env_file_is_ignored_by_git() -> None:
 # --------------------------------------------------------------------------- hardening
 
 
+BYTES_PER_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
 def _memory_bytes(value: str | int) -> int:
     """A compose byte value (`512M`, `1G`, `1024`) in bytes."""
     match = re.fullmatch(r"(\d+)([kmg]?)b?", str(value).strip().lower())
     assert match, f"not a byte value: {value!r}"
-    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+    return int(match[1]) * BYTES_PER_UNIT[match[2]]
 
 
 @pytest.mark.parametrize(

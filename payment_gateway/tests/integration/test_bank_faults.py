@@ -27,8 +27,7 @@ from payment_gateway.service.reconcile import Reconciler
 from payment_gateway.storage.tables import payments
 from sqlalchemy import update
 
-from ..e2e.conftest import free_port
-from .conftest import MERCHANT_ONE, gateway_settings, payment_body
+from .conftest import MERCHANT_ONE, free_port, gateway_settings, payment_body
 
 
 @dataclass

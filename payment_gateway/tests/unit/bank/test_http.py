@@ -47,7 +47,7 @@ def answer(status: int = 201, **fields: Any) -> Handler:
     return lambda _request: httpx.Response(status, json=body)
 
 
-def raising(exc_type: type[httpx.HTTPError]) -> Handler:
+def raising(exc_type: type[httpx.RequestError]) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc_type("simulated", request=request)
 
@@ -140,7 +140,7 @@ async def test_deposit_transport_errors(
     adapter: HttpBankAdapter,
     recorder: Recorder,
     make_request: Any,
-    exc_type: type[httpx.HTTPError],
+    exc_type: type[httpx.RequestError],
     fault: BankFault,
 ) -> None:
     recorder.handler = raising(exc_type)
@@ -227,7 +227,7 @@ async def test_inquire_other_statuses_are_uncertain(
     "exc_type", [httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ReadError]
 )
 async def test_inquire_transport_errors_are_uncertain(
-    adapter: HttpBankAdapter, recorder: Recorder, exc_type: type[httpx.HTTPError]
+    adapter: HttpBankAdapter, recorder: Recorder, exc_type: type[httpx.RequestError]
 ) -> None:
     recorder.handler = raising(exc_type)
     assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN
@@ -276,6 +276,7 @@ async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: Any, call: s
     bank = HttpBankAdapter(BANK_URL, 0.05, transport=transport)
     try:
         started = time.monotonic()
+        result: BankAnswer | BankFault | None
         if call == "deposit":
             result = await bank.deposit("p-1", make_request())
         else:

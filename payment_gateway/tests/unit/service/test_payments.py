@@ -121,7 +121,7 @@ class InspectingBank(FakeBank):
     def __init__(self, store: Any) -> None:
         super().__init__()
         self.store = store
-        self.seen: list[tuple[PaymentStatus, str | None]] = []
+        self.seen: list[tuple[PaymentStatus | None, str | None]] = []
 
     async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
         row = self.store.payments.get(payment_id)
@@ -552,6 +552,9 @@ async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
             uow.commit = commit
             return uow
 
+        async def ping(self) -> None:
+            await uow_factory.ping()
+
     service = PaymentService(SlowToCommit(), bank, vault, b"k", payment_policy, clock=clock)
 
     outcome = await service.create(merchant, make_request(pan=APPROVED), None)
@@ -573,23 +576,30 @@ async def test_a_commit_whose_answer_was_lost_is_still_sent_once(
     """The first insert commits, but the connection drops before saying so."""
     from payment_gateway.service.errors import StorageUnavailable
 
-    state = {"lost": False}
+    class LosesTheFirstCommitsAnswer:
+        def __init__(self) -> None:
+            self.lost = False
 
-    def factory(**kwargs: Any) -> Any:
-        uow = uow_factory(**kwargs)
-        if kwargs or state["lost"]:
+        def __call__(self, **kwargs: Any) -> Any:
+            uow = uow_factory(**kwargs)
+            if kwargs or self.lost:
+                return uow
+            real_commit = uow.commit
+
+            async def commit() -> None:
+                await real_commit()
+                self.lost = True
+                raise StorageUnavailable("the database connection was lost")
+
+            uow.commit = commit
             return uow
-        real_commit = uow.commit
 
-        async def commit() -> None:
-            await real_commit()
-            state["lost"] = True
-            raise StorageUnavailable("the database connection was lost")
+        async def ping(self) -> None:
+            await uow_factory.ping()
 
-        uow.commit = commit
-        return uow
-
-    service = PaymentService(factory, bank, vault, b"k", payment_policy, clock=clock)
+    service = PaymentService(
+        LosesTheFirstCommitsAnswer(), bank, vault, b"k", payment_policy, clock=clock
+    )
 
     outcome = await service.create(merchant, make_request(pan=APPROVED), "lost-ack")
 
