@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..conftest import BankClient
 
-async def test_openapi_describes_the_deposit_contract(client):
+
+async def test_openapi_describes_the_deposit_contract(client: BankClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     deposit = schema["paths"]["/api/v1/deposit"]["post"]
     body = deposit["requestBody"]["content"]["application/json"]["schema"]
@@ -15,7 +17,7 @@ async def test_openapi_describes_the_deposit_contract(client):
     assert "$defs" not in str(schema)
 
 
-def test_module_level_app_exists():
+def test_module_level_app_exists() -> None:
     from bank_simulator.main import app
 
     assert app.state.settings.max_transactions >= 1
