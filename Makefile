@@ -58,7 +58,7 @@ test-fast: $(STAMP) ## Unit tests only
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict, tests included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy  # what it checks, and how the tests' modules are named: [tool.mypy]
+	$(BIN)/mypy  # what it checks, and how the tests' modules are named: pyproject.toml, [tool.mypy]
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
