@@ -18,8 +18,10 @@ from bank_simulator.ledger import (
     operation_view,
 )
 
+from ..conftest import FakeClock
 
-def test_record_then_replay_then_conflict(clock):
+
+def test_record_then_replay_then_conflict(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
 
     result, first = ledger.record("r", "4242424242424242", 100, "USD")
@@ -34,7 +36,7 @@ def test_record_then_replay_then_conflict(clock):
     assert len(ledger) == 1
 
 
-def test_oldest_is_evicted_first(clock):
+def test_oldest_is_evicted_first(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=2, settle_seconds=5, clock=clock)
     for ref in "abc":
         ledger.record(ref, "4242424242424242", 1, "USD")
@@ -43,12 +45,12 @@ def test_oldest_is_evicted_first(clock):
     assert [ref for ref in "abcd" if ref in ledger] == ["c", "d"]
 
 
-def test_rejects_a_zero_bound():
+def test_rejects_a_zero_bound() -> None:
     with pytest.raises(ValueError, match="max_transactions"):
         Ledger(max_transactions=0, settle_seconds=5)
 
 
-def test_pending_view_settles_lazily(clock):
+def test_pending_view_settles_lazily(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=2, clock=clock)
     _, transaction = ledger.record("p", "4000000000009995", 1, "USD")
     assert ledger.view(transaction)["status"] == "pending"
@@ -65,13 +67,13 @@ def test_pending_view_settles_lazily(clock):
     assert transaction.outcome.status is Status.PENDING  # the record itself is unchanged
 
 
-def test_zero_settle_delay_settles_immediately(clock):
+def test_zero_settle_delay_settles_immediately(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=0, clock=clock)
     _, transaction = ledger.record("p", "4000000000009995", 1, "USD")
     assert ledger.view(transaction)["status"] == "succeeded"
 
 
-def test_card_number_is_kept_only_as_a_fingerprint(clock):
+def test_card_number_is_kept_only_as_a_fingerprint(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, transaction = ledger.record("r", "4242424242424242", 1, "USD")
     assert transaction.card_fingerprint == card_fingerprint("4242424242424242")
@@ -93,7 +95,7 @@ def test_card_number_is_kept_only_as_a_fingerprint(clock):
         ("378282246310005", ("failed", "100", "card_not_supported")),
     ],
 )
-def test_card_table(number, expected):
+def test_card_table(number: str, expected: tuple[str, str, str | None]) -> None:
     outcome = outcome_for(number)
     assert (outcome.status.value, outcome.code, outcome.reason) == expected
 
