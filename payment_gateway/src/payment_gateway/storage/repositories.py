@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
     Select,
+    Table,
     Update,
     and_,
     bindparam,
@@ -296,6 +298,31 @@ class SqlPaymentListing:
         return [_to_payment(row) for row in rows]
 
 
+async def _claim_due_rows(
+    connection: AsyncConnection,
+    table: Table,
+    due: ColumnElement[bool],
+    columns: Iterable[ColumnElement[Any]],
+    limit: int,
+    push_back: Callable[[Row[Any]], dict[str, Any]],
+) -> list[Row[Any]]:
+    """Claim up to ``limit`` due rows: the ones this replica moved on are its own.
+
+    MySQL/MariaDB lock the rows with SKIP LOCKED so replicas take disjoint batches; on SQLite
+    the transaction already holds the database's write lock. Either way the guarded UPDATE
+    that pushes each row's ``next_attempt_at`` on is the claim other replicas see.
+    """
+    statement = select(*columns).where(due).order_by(table.c.next_attempt_at).limit(limit)
+    if connection.dialect.name != "sqlite":
+        statement = statement.with_for_update(skip_locked=True)
+    claimed: list[Row[Any]] = []
+    for row in (await connection.execute(statement)).all():
+        claim = update(table).where(table.c.id == row.id, due).values(**push_back(row))
+        if (await connection.execute(claim)).rowcount:
+            claimed.append(row)
+    return claimed
+
+
 class SqlPaymentRepository(SqlPaymentListing):
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -383,46 +410,31 @@ class SqlPaymentRepository(SqlPaymentListing):
         limit: int,
         schedule: RetrySchedule,
     ) -> list[DuePayment]:
-        """Claim open payments whose next look is due, pushing that look into the future.
-
-        MySQL/MariaDB lock the rows with SKIP LOCKED so replicas take disjoint batches; on
-        SQLite the transaction already holds the database's write lock. Either way the
-        update below moves ``next_attempt_at`` forward, which is the claim other replicas see.
-        """
+        """Claim open payments whose next look is due, pushing that look into the future."""
         due = and_(payments.c.status.in_(_OPEN), payments.c.next_attempt_at <= now)
-        statement = (
-            select(
-                payments.c.id,
-                payments.c.merchant_id,
-                payments.c.status,
-                payments.c.created_at,
-                payments.c.attempts,
-                payments.c.capture,
-            )
-            .where(due)
-            .order_by(payments.c.next_attempt_at)
-            .limit(limit)
+        columns = (
+            payments.c.id,
+            payments.c.merchant_id,
+            payments.c.status,
+            payments.c.created_at,
+            payments.c.attempts,
+            payments.c.capture,
         )
-        if self._connection.dialect.name != "sqlite":
-            statement = statement.with_for_update(skip_locked=True)
-        rows = (await self._connection.execute(statement)).all()
-        claimed: list[DuePayment] = []
-        for row in rows:
-            claim = (
-                update(payments)
-                .where(payments.c.id == row.id, due)
-                .values(
-                    next_attempt_at=schedule.next_attempt_at(now, row.attempts),
-                    attempts=payments.c.attempts + 1,
-                )
-            )
-            if (await self._connection.execute(claim)).rowcount:
-                claimed.append(
-                    DuePayment(
-                        row.id, row.merchant_id, row.status, row.created_at, bool(row.capture)
-                    )
-                )
-        return claimed
+        rows = await _claim_due_rows(
+            self._connection,
+            payments,
+            due,
+            columns,
+            limit,
+            lambda row: {
+                "next_attempt_at": schedule.next_attempt_at(now, row.attempts),
+                "attempts": payments.c.attempts + 1,
+            },
+        )
+        return [
+            DuePayment(row.id, row.merchant_id, row.status, row.created_at, bool(row.capture))
+            for row in rows
+        ]
 
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
         statement = (
@@ -537,25 +549,12 @@ class SqlPaymentRepository(SqlPaymentListing):
             payments.c.next_attempt_at <= now,
             payments.c.settlement_operation_id.is_(None),
         )
-        statement = (
-            select(payments.c.id, payments.c.merchant_id)
-            .where(due)
-            .order_by(payments.c.next_attempt_at)
-            .limit(limit)
+        columns = (payments.c.id, payments.c.merchant_id)
+        lease = now + timedelta(seconds=lease_seconds)
+        rows = await _claim_due_rows(
+            self._connection, payments, due, columns, limit, lambda _row: {"next_attempt_at": lease}
         )
-        if self._connection.dialect.name != "sqlite":
-            statement = statement.with_for_update(skip_locked=True)
-        rows = (await self._connection.execute(statement)).all()
-        claimed: list[DueAuthorization] = []
-        for row in rows:
-            claim = (
-                update(payments)
-                .where(payments.c.id == row.id, due)
-                .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
-            )
-            if (await self._connection.execute(claim)).rowcount:
-                claimed.append(DueAuthorization(row.id, row.merchant_id))
-        return claimed
+        return [DueAuthorization(row.id, row.merchant_id) for row in rows]
 
 
 class SqlMerchantRepository:
@@ -785,24 +784,18 @@ class SqlOperationRepository:
             operations.c.status == OperationStatus.PENDING.value,
             operations.c.next_attempt_at <= now,
         )
-        statement = (
-            _operation_columns.where(due).order_by(operations.c.next_attempt_at).limit(limit)
+        rows = await _claim_due_rows(
+            self._connection,
+            operations,
+            due,
+            _operation_columns.selected_columns,
+            limit,
+            lambda row: {
+                "next_attempt_at": schedule.next_attempt_at(now, row.attempts),
+                "attempts": operations.c.attempts + 1,
+            },
         )
-        if self._connection.dialect.name != "sqlite":
-            statement = statement.with_for_update(skip_locked=True)
-        claimed: list[Operation] = []
-        for row in (await self._connection.execute(statement)).all():
-            claim = (
-                update(operations)
-                .where(operations.c.id == row.id, due)
-                .values(
-                    next_attempt_at=schedule.next_attempt_at(now, row.attempts),
-                    attempts=operations.c.attempts + 1,
-                )
-            )
-            if (await self._connection.execute(claim)).rowcount:
-                claimed.append(_to_operation(row))
-        return claimed
+        return [_to_operation(row) for row in rows]
 
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int:
         statement = (
