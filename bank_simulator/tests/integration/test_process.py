@@ -122,7 +122,7 @@ def test_deposit_over_http(simulator: tuple[str, Path]) -> None:
     assert API_KEY not in log
 
 
-async def test_operations_over_http(simulator):
+async def test_operations_over_http(simulator: tuple[str, Path]) -> None:
     """authorize → partial capture → 50 racing refunds over real sockets → exactly 3 pass;
     authorize → void → capture refused; the 5126 card's refunds are declined."""
     base_url, log_path = simulator

@@ -83,7 +83,9 @@ def test_bearer_token_parsing() -> None:
         ("GET", "/api/v1/refunds/op"),
     ],
 )
-async def test_operations_without_the_key_are_refused(guarded, deposit_body, method, path):
+async def test_operations_without_the_key_are_refused(
+    guarded: BankClient, deposit_body: MakeDepositBody, method: str, path: str
+) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
     body = deposit_body(capture=path.endswith("refunds"))
     assert (await guarded.post("/api/v1/deposit", json=body, headers=headers)).status_code == 201

@@ -100,20 +100,20 @@ def test_card_table(number: str, expected: tuple[str, str, str | None]) -> None:
     assert (outcome.status.value, outcome.code, outcome.reason) == expected
 
 
-def test_card_table_without_capture():
+def test_card_table_without_capture() -> None:
     assert outcome_for("4242424242424242", capture=False).status is Status.AUTHORIZED
     assert outcome_for("4000000000005126", capture=False).status is Status.AUTHORIZED
     assert outcome_for("4000000000009995", capture=False).status is Status.PENDING
     assert outcome_for("4000000000000002", capture=False).reason == "insufficient_funds"
 
 
-def test_only_the_5126_card_declines_refunds():
+def test_only_the_5126_card_declines_refunds() -> None:
     assert declines_refunds("4000000000005126")
     assert not declines_refunds("4242424242424242")
     assert outcome_for("4000000000005126").status is Status.SUCCEEDED
 
 
-def test_capture_flag_is_part_of_a_deposit_identity(clock):
+def test_capture_flag_is_part_of_a_deposit_identity(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     result, first = ledger.record("r", "4242424242424242", 100, "USD", capture=False)
     assert result is RecordResult.CREATED
@@ -123,7 +123,7 @@ def test_capture_flag_is_part_of_a_deposit_identity(clock):
     assert ledger.record("r", "4242424242424242", 100, "USD") == (RecordResult.CONFLICT, first)
 
 
-def test_authorize_capture_refund_without_http(clock):
+def test_authorize_capture_refund_without_http(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 1000, "USD", capture=False)
     assert ledger.view(deposit)["status"] == "authorized"
@@ -149,7 +149,7 @@ def test_authorize_capture_refund_without_http(clock):
     assert ledger.operation(OperationKind.REFUND, "r2") is None  # refused: not recorded
 
 
-def test_void_releases_the_authorization(clock):
+def test_void_releases_the_authorization(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 1000, "USD", capture=False)
     _, void = ledger.void("v", "d")
@@ -160,14 +160,14 @@ def test_void_releases_the_authorization(clock):
     assert (refused.value.status, refused.value.required) == (Status.VOIDED, Status.AUTHORIZED)
 
 
-def test_unknown_deposit_is_refused(clock):
+def test_unknown_deposit_is_refused(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     with pytest.raises(DepositNotFound):
         ledger.void("v", "missing")
     assert len(ledger) == 0
 
 
-def test_operation_replay_and_conflict(clock):
+def test_operation_replay_and_conflict(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 100, "USD")
     _, first = ledger.refund("op", "d", 10)
@@ -177,7 +177,7 @@ def test_operation_replay_and_conflict(clock):
     assert ledger.view(deposit)["refunded_amount"] == 10
 
 
-def test_operation_view_timestamp_is_rfc3339_utc():
+def test_operation_view_timestamp_is_rfc3339_utc() -> None:
     operation = Operation(
         transaction_id="t",
         reference="op",

@@ -101,7 +101,9 @@ def _operations(kind: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("bank_operations_total", labels) or 0.0
 
 
-async def test_operations_are_counted_by_kind_and_outcome(client, deposit_body):
+async def test_operations_are_counted_by_kind_and_outcome(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     counted = [
         ("capture", "succeeded"),
         ("void", "refused"),
@@ -142,7 +144,7 @@ async def test_operations_are_counted_by_kind_and_outcome(client, deposit_body):
     }
 
 
-async def test_operation_outage_counts_as_unavailable(make_client):
+async def test_operation_outage_counts_as_unavailable(make_client: ClientFactory) -> None:
     before = _operations("void", "unavailable")
     async with make_client(failure_rate=1) as client:
         answer = await client.post(

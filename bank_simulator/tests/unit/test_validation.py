@@ -190,7 +190,7 @@ async def test_unknown_route_and_wrong_method_are_problems(client: BankClient) -
     assert wrong_method.json()["status"] == 405
 
 
-def _operation(**changes) -> dict:
+def _operation(**changes: object) -> dict[str, object]:
     return {"reference": "op-1", "deposit_reference": "ref-1", "amount": 10} | changes
 
 
@@ -215,7 +215,13 @@ OPERATION_CASES = {
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
 @pytest.mark.parametrize(("body", "field"), OPERATION_CASES.values(), ids=OPERATION_CASES.keys())
-async def test_invalid_operation_field_is_named(client, deposit_body, collection, body, field):
+async def test_invalid_operation_field_is_named(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    collection: str,
+    body: dict[str, object],
+    field: str,
+) -> None:
     capture = collection == "refunds"
     assert (await client.post("/api/v1/deposit", json=deposit_body(capture=capture))).is_success
 
@@ -229,7 +235,7 @@ async def test_invalid_operation_field_is_named(client, deposit_body, collection
 
 
 @pytest.mark.parametrize("collection", ["captures", "refunds"])
-async def test_captures_and_refunds_need_an_amount(client, collection):
+async def test_captures_and_refunds_need_an_amount(client: BankClient, collection: str) -> None:
     response = await client.post(
         f"/api/v1/{collection}", json={"reference": "op", "deposit_reference": "d"}
     )
@@ -238,7 +244,9 @@ async def test_captures_and_refunds_need_an_amount(client, collection):
 
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
-async def test_operations_refuse_bad_bodies_like_deposits(client, collection):
+async def test_operations_refuse_bad_bodies_like_deposits(
+    client: BankClient, collection: str
+) -> None:
     path = f"/api/v1/{collection}"
     broken = await client.post(path, content=b"{", headers={"content-type": "application/json"})
     assert (broken.status_code, broken.json()["errors"][0]["field"]) == (422, "body")
@@ -310,7 +318,7 @@ operation_like = st.fixed_dictionaries(
 
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
-def test_no_operation_input_gives_a_500(collection):
+def test_no_operation_input_gives_a_500(collection: str) -> None:
     app = create_app(Settings())
     with asyncio.Runner() as runner:
         client = httpx.AsyncClient(
@@ -343,7 +351,7 @@ def test_no_operation_input_gives_a_500(collection):
                 }
             )
         )
-        def check(body):
+        def check(body: object) -> None:
             response = runner.run(client.post(f"/api/v1/{collection}", content=json.dumps(body)))
             assert response.status_code in {201, 200, 404, 409, 422}
             if response.status_code >= 400:

@@ -25,7 +25,7 @@ from asgi_lifespan import LifespanManager
 from payment_gateway.main import create_app
 from payment_gateway.service.reconcile import Reconciler
 from payment_gateway.storage.tables import operations, payments
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 
 from .conftest import MERCHANT_ONE, free_port, gateway_settings, payment_body
 
@@ -170,8 +170,8 @@ class Harness:
         other tests' leftovers would otherwise be claimed too).
         """
         due_now = datetime.now(UTC) - timedelta(seconds=1)
-        open_payments = payments.c.status.in_(["init", "processing"])
-        pending_operations = operations.c.status == "pending"
+        open_payments: ColumnElement[bool] = payments.c.status.in_(["init", "processing"])
+        pending_operations: ColumnElement[bool] = operations.c.status == "pending"
         if payment_id is not None:
             open_payments &= payments.c.id == payment_id
             pending_operations &= operations.c.payment_id == payment_id

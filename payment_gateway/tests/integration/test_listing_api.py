@@ -65,7 +65,7 @@ async def history(gateway: Gateway, shop: Shop) -> list[dict[str, Any]]:
     return created
 
 
-async def listing(gateway: Gateway, shop: Shop, **query: object) -> dict[str, Any]:
+async def listing(gateway: Gateway, shop: Shop, **query: str | int) -> dict[str, Any]:
     response = await gateway.client.get("/api/v1/payments", params=query, headers=shop.headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -245,7 +245,7 @@ async def test_rate_limits_turned_off_refuse_nothing(tmp_path: Path) -> None:
 
 
 async def test_a_known_refused_key_is_answered_before_its_body_is_read(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, **storage) as (client, bank):
         for _ in range(3):
