@@ -55,10 +55,10 @@ test: $(STAMP) $(HTTPYAC) ## All tests: unit, integration (SQLite + MariaDB), e2
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest payment_gateway/tests/unit bank_simulator/tests/unit
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict, tests included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/mypy  # what it checks, and how the tests' modules are named: pyproject.toml, [tool.mypy]
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

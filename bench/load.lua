@@ -6,6 +6,7 @@
 --   payments  POST a valid payment (card 4242424242424242) with a fresh Idempotency-Key
 --   mixed     the same, cycling through the succeeded / declined / pending test cards
 --   deposit   POST a bank-simulator deposit with a fresh reference
+--   list      GET the URL as given (a listing page), with the merchant's token
 --
 -- Optional name=value arguments (the fair-use run drives two merchants at once):
 --   token=<api key>     the merchant's bearer token (default first_merchant_mock_token)
@@ -94,11 +95,14 @@ function init(args)
    if mode == "deposit" then
       return
    end
+   headers["Authorization"] = "Bearer " .. token
+   if mode == "list" then
+      return
+   end
    local cards = CARDS[mode]
    if cards == nil then
       error("unknown mode " .. mode)
    end
-   headers["Authorization"] = "Bearer " .. token
    for i, number in ipairs(cards) do
       bodies[i] = payment_body(number)
    end
@@ -110,6 +114,9 @@ function request()
    if mode == "deposit" then
       headers["Idempotency-Key"] = nil
       return wrk.format("POST", nil, headers, string.format(DEPOSIT_BODY, unique))
+   end
+   if mode == "list" then
+      return wrk.format("GET", nil, headers)
    end
    headers["Idempotency-Key"] = unique
    return wrk.format("POST", nil, headers, bodies[(sent % #bodies) + 1])

@@ -8,6 +8,7 @@ from bench.results import (
     FairUse,
     FairUseRun,
     Integrity,
+    Listing,
     MemoryRow,
     Ratios,
     Report,
@@ -37,6 +38,8 @@ def render_markdown(report: Report) -> str:
         lines += _integrity(report.integrity)
     if report.fair_use is not None:
         lines += _fair_use(report.fair_use)
+    if report.listing is not None:
+        lines += _listing(report.listing)
     if report.memory:
         lines += _memory_table(report)
     if report.targets:
@@ -187,6 +190,49 @@ def _fair_use_line(run: FairUseRun) -> str:
     )
 
 
+def _listing(listing: Listing) -> list[str]:
+    first = listing.runs[0]
+    lines = [
+        "",
+        "### Listing payments (issue 10)",
+        "",
+        f"{listing.rows_loaded:,} payments bulk-loaded with their cards in "
+        f"{listing.load_seconds:.0f} s (multi-row INSERTs), for four merchants interleaved in "
+        f"time; the first demo merchant has {listing.merchant_rows:,} of them. "
+        f"`GET /api/v1/payments?limit={listing.page_size}` on {first.connections} connections "
+        f"for {first.duration_s:.0f} s each.",
+        "",
+        "| page | pages/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. "
+        "| gateway CPU ms/page | MariaDB CPU ms/page | background CPU |",
+        "| --- |" + " ---: |" * 9,
+        *(
+            f"| {run.name} | {run.per_second:,.0f} | {run.latency_ms.p50:.1f} "
+            f"| {run.latency_ms.p90:.1f} | {run.latency_ms.p99:.1f} | {run.non_2xx} "
+            f"| {run.socket_errors} | {run.gateway_cpu_ms_per_page:.2f} "
+            f"| {run.mariadb_cpu_ms_per_page:.2f} | {run.background_cpu_pct:.0f} % |"
+            for run in listing.runs
+        ),
+        "",
+        "Query plans (MariaDB `EXPLAIN`, and `ANALYZE` for the rows read, of the statement the "
+        "gateway sends for each page):",
+    ]
+    for plan in listing.plans:
+        lines += [
+            "",
+            f"*{plan.name}*: `{plan.sql}`",
+            "",
+            "| table | type | key | key parts used | rows (estimate) | rows read | Extra |",
+            "| --- | --- | --- | --- | ---: | ---: | --- |",
+            *(
+                f"| {row.table} | {row.access} | {row.key or '-'} "
+                f"| {', '.join(row.used_key_parts) or '-'} | {row.rows:,} "
+                f"| {'-' if row.rows_read is None else f'{row.rows_read:,.0f}'} | {row.extra} |"
+                for row in plan.rows
+            ),
+        ]
+    return [*lines, "", *_targets_table(listing.targets)]
+
+
 def _memory_table(report: Report) -> list[str]:
     return [
         "",
@@ -244,6 +290,13 @@ def report_notes(report: Report) -> list[str]:
         notes += _run_notes(r)
     for run in report.fair_use.runs if report.fair_use else ():
         notes += _fair_use_notes(run)
+    for page in report.listing.runs if report.listing else ():
+        if page.background_cpu_pct > BACKGROUND_NOTE_PCT:
+            notes.append(
+                f"'listing, {page.name}': processes outside the benchmark used "
+                f"{page.background_cpu_pct:.0f} % of the machine's CPU during the run: the "
+                "latencies are higher than on a quiet machine"
+            )
     return notes
 
 

@@ -13,6 +13,7 @@ from bench.results import (
     FairUse,
     FairUseRun,
     Integrity,
+    Listing,
     LogSummary,
     Machine,
     MemoryKind,
@@ -48,9 +49,10 @@ def build_report(
     started: datetime,
     elapsed_s: float,
     fair_use: Sequence[FairUseRun] | None = None,
+    listing: Listing | None = None,
 ) -> Report:
     """The report; ``runs``, ``limits`` and ``integrity`` are empty (None) with --only, and
-    ``fair_use`` is None when the fair-use runs were not made."""
+    ``fair_use`` and ``listing`` are None when their runs were not made."""
     return Report(
         date=started.isoformat(timespec="seconds"),
         elapsed_s=round(elapsed_s, 1),
@@ -69,6 +71,7 @@ def build_report(
         fair_use=None
         if fair_use is None
         else FairUse(tuple(fair_use), check_fair_use_targets(fair_use)),
+        listing=listing,
     )
 
 

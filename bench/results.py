@@ -19,7 +19,7 @@ from pydantic import Field, TypeAdapter
 from bench.options import Options
 
 ServiceName = Literal["gateway", "bank", "bare"]
-LoadMode = Literal["payments", "mixed", "deposit"]  # the modes of load.lua
+LoadMode = Literal["payments", "mixed", "deposit", "list"]  # the modes of load.lua
 CountMethod = Literal["user_statistics", "global_questions"]
 Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
 MemoryKind = Literal["soak", "runs"]
@@ -186,6 +186,58 @@ class FairUse:
 
 
 @dataclass(frozen=True)
+class ListingRun:
+    """wrk against one listing query of the first demo merchant."""
+
+    name: str  # e.g. "first page", "deep page (846,000 rows in)"
+    query: str  # the path and query string requested
+    connections: int
+    duration_s: float
+    responses: int
+    non_2xx: int
+    socket_errors: int
+    per_second: float  # 2xx answers (pages) per second
+    latency_ms: Latency
+    gateway_cpu_ms_per_page: float  # the gateway's workers
+    mariadb_cpu_ms_per_page: float
+    background_cpu_pct: float  # share of all cores used by processes outside the benchmark
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One row of MariaDB's EXPLAIN."""
+
+    table: str
+    access: str  # EXPLAIN's "type": const, eq_ref, ref, range, index, ALL
+    key: str | None  # the index used
+    used_key_parts: tuple[str, ...]  # the index's columns the access bounds (EXPLAIN JSON)
+    rows: int  # the optimizer's estimate of rows read (before LIMIT cuts the read short)
+    extra: str  # "Using where", "Using filesort", ...
+    rows_read: float | None = None  # rows actually read per access (ANALYZE's r_rows)
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    name: str  # the listing run it belongs to
+    sql: str  # the statement the gateway sends for that page, with its values
+    bounded_by: tuple[str, ...]  # the columns the statement bounds: the index must use them
+    rows: tuple[PlanRow, ...]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Issue 10: pages of payments over a bulk-loaded table, and how MariaDB reads them."""
+
+    rows_loaded: int  # payments bulk-loaded (each with its card), for four merchants
+    merchant_rows: int  # of which the listed merchant's
+    load_seconds: float
+    page_size: int
+    runs: tuple[ListingRun, ...]
+    plans: tuple[QueryPlan, ...]
+    targets: tuple[TargetCheck, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     date: str  # ISO 8601, UTC, seconds
     elapsed_s: float
@@ -202,6 +254,7 @@ class Report:
     targets: tuple[TargetCheck, ...]
     logs: tuple[LogSummary, ...]
     fair_use: FairUse | None = None  # results from before the fair-use run have none
+    listing: Listing | None = None  # results from before the listing run have none
 
 
 _REPORT = TypeAdapter(Report)

@@ -11,12 +11,15 @@
 4. checks that every payment answered 2xx is in the database (nothing lost);
 5. the fair-use runs (bench/fair_use.py): a gateway with the rate limits on, where a second
    merchant's latency is measured alone and while the first merchant floods;
+5b. the listing runs (bench/listing.py): 1,000,000 payments bulk-loaded, then pages of 100
+   read at the start and 900,000 rows in, and with a status filter, with the query plans;
 6. measures the reference "limit": the bank simulator alone and a bare FastAPI endpoint
    (bench/bare_app.py) with the same uvicorn settings, and prints the ratios;
 7. writes bench/results/latest.{md,json} (plus a timestamped copy) and the service logs.
 
 Processes, the database and the database user are always cleaned up, even on Ctrl-C.
-``--only fair-use`` runs steps 1, 2 (without the gateway), 5 and 7.
+``--only fair-use`` runs steps 1, 2 (without the gateway), 5 and 7; ``--only listing`` runs
+1, 2 (without the gateway), 5b and 7.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.fair_use import measure_fair_use
+from bench.listing import measure_listing
 from bench.logscan import scan_log
 from bench.machine import machine_info
 from bench.mariadb import BenchDatabase, MariaDB
@@ -212,7 +216,9 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         stop_service(harness.services["gateway"])
 
     # After the integrity check: its payments are not among the headline runs' rows.
-    fair_use = measure_fair_use(harness, environment)
+    fair_use = measure_fair_use(harness, environment) if options.only != "listing" else None
+    # After the payment runs: the million rows it loads would slow their inserts down.
+    listing = measure_listing(harness, db, environment) if options.only != "fair-use" else None
     limits = [] if options.only else measure_limits(options, harness)
     return build_report(
         options,
@@ -227,6 +233,7 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         started,
         time.monotonic() - clock,
         fair_use,
+        listing,
     )
 
 

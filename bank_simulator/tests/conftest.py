@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
 from bank_simulator.app import create_app
 from bank_simulator.config import Settings
+from bank_simulator.ledger import Clock, Ledger
+from fastapi import FastAPI
 
 
 class FakeClock:
@@ -24,10 +26,10 @@ class FakeClock:
 def _deposit_body(
     reference: str = "ref-1",
     number: str = "4242424242424242",
-    amount: Any = 1000,
+    amount: object = 1000,
     currency: str = "USD",
-    capture: Any = None,
-    **card: Any,
+    capture: bool | None = None,
+    **card: object,
 ) -> dict[str, Any]:
     body = {
         "reference": reference,
@@ -41,8 +43,20 @@ def _deposit_body(
     return body
 
 
+class MakeDepositBody(Protocol):
+    def __call__(
+        self,
+        reference: str = ...,
+        number: str = ...,
+        amount: object = ...,
+        currency: str = ...,
+        capture: bool | None = ...,
+        **card: object,
+    ) -> dict[str, Any]: ...
+
+
 @pytest.fixture
-def deposit_body() -> Callable[..., dict[str, Any]]:
+def deposit_body() -> MakeDepositBody:
     """``deposit_body(reference=..., number=..., amount=..., currency=..., capture=...,
     **card_fields)``."""
     return _deposit_body
@@ -53,30 +67,36 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+class BankClient(httpx.AsyncClient):
+    """An in-process client of the app, with the app and its ledger at hand."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url="http://bank.test")
+        self.app = app
+        self.ledger: Ledger = app.state.ledger
+
+
+class ClientFactory(Protocol):
+    def __call__(
+        self, clock: Clock | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[BankClient]: ...
 
 
 @pytest.fixture
 def make_client() -> ClientFactory:
-    """``async with make_client(latency_ms=5, clock=...) as client`` — an in-process client.
-
-    The app is reachable as ``client.app`` and its ledger as ``client.ledger``.
-    """
+    """``async with make_client(latency_ms=5, clock=...) as client`` — an in-process client."""
 
     @asynccontextmanager
-    async def factory(clock: Any = None, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def factory(clock: Clock | None = None, **overrides: Any) -> AsyncIterator[BankClient]:
         settings = Settings(**overrides)
         app = create_app(settings) if clock is None else create_app(settings, clock=clock)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bank.test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            client.ledger = app.state.ledger  # type: ignore[attr-defined]
+        async with BankClient(app) as client:
             yield client
 
     return factory
 
 
 @pytest.fixture
-async def client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+async def client(make_client: ClientFactory) -> AsyncIterator[BankClient]:
     async with make_client() as c:
         yield c

@@ -8,14 +8,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from mariadb_server import MYSQL_SERVER_URL
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.migrate import migrate
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-# The server, without a database: each test session creates (and drops) its own database.
-MYSQL_SERVER_URL = os.environ.get("TEST_MYSQL_URL", "mysql+asyncmy://root:@127.0.0.1:3306")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -36,9 +36,11 @@ from payment_gateway.service.ports import (
     DuplicateMerchant,
     KeyedOperation,
     KeyedPayment,
+    ListPosition,
     NewOperation,
     NewPayment,
     OperationSettlement,
+    PaymentFilters,
     StatusTransition,
     StoredCard,
 )
@@ -113,7 +115,55 @@ def _claimed(rows: dict[str, PaymentRow], merchant_id: str, key: str) -> Payment
     return None
 
 
-class FakePaymentRepository:
+def _matches(payment: Payment, filters: PaymentFilters) -> bool:
+    created = payment.created_at
+    bounds_hold = (
+        (filters.created_gte is None or created >= filters.created_gte)
+        and (filters.created_gt is None or created > filters.created_gt)
+        and (filters.created_lte is None or created <= filters.created_lte)
+        and (filters.created_lt is None or created < filters.created_lt)
+    )
+    return (
+        bounds_hold
+        and (filters.status is None or payment.status is filters.status)
+        and (filters.reference is None or payment.reference == filters.reference)
+    )
+
+
+class FakePaymentListing:
+    """The listing, by sorting every row: what the SQL index range must give."""
+
+    _work: FakeStore
+
+    async def list_page(
+        self,
+        merchant_id: str,
+        filters: PaymentFilters,
+        limit: int,
+        *,
+        older_than: ListPosition | None = None,
+        newer_than: ListPosition | None = None,
+    ) -> list[Payment]:
+        def position(payment: Payment) -> tuple[datetime, str]:
+            return (payment.created_at, payment.id)
+
+        rows = sorted(
+            (
+                row.payment
+                for row in self._work.payments.values()
+                if row.payment.merchant_id == merchant_id and _matches(row.payment, filters)
+            ),
+            key=position,
+            reverse=newer_than is None,
+        )
+        if older_than is not None:
+            rows = [p for p in rows if position(p) < (older_than.created_at, older_than.id)]
+        if newer_than is not None:
+            rows = [p for p in rows if position(p) > (newer_than.created_at, newer_than.id)]
+        return [copy.deepcopy(payment) for payment in rows[:limit]]
+
+
+class FakePaymentRepository(FakePaymentListing):
     def __init__(self, work: FakeStore, committed: FakeStore, dirty: set[str]) -> None:
         self._work = work
         self._committed = committed

@@ -35,6 +35,15 @@ class FakeGateway(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
+    def do_GET(self) -> None:
+        token = self.headers["Authorization"].removeprefix("Bearer ")
+        self.server.tokens[token] += 1  # type: ignore[attr-defined]
+        self.server.paths[self.path] += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -55,6 +64,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Threadi
     monkeypatch.setattr(bench.wrk, "RESULTS_DIR", tmp_path)  # wrk.log goes here, not the repo
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
     server.tokens = Counter()  # type: ignore[attr-defined]
+    server.paths = Counter()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -102,3 +112,25 @@ def test_a_delay_paces_every_connection(wrk: str, gateway: ThreadingHTTPServer) 
     # Two connections, each waiting 100 ms before every request, for one second.
     assert 8 <= paced.responses <= 22
     assert unpaced.responses > 5 * paced.responses
+
+
+def test_list_mode_gets_the_url_with_its_query_and_the_token(
+    wrk: str, gateway: ThreadingHTTPServer
+) -> None:
+    host, port = gateway.server_address[:2]
+    path = "/api/v1/payments?limit=100&starting_after=0196-abc"
+    result = run_wrk(
+        wrk,
+        f"http://{host!s}:{port}{path}",
+        "list",
+        connections=2,
+        seconds=1,
+        threads=1,
+        label="load.lua list test",
+        token=SECOND_MERCHANT_TOKEN,
+    )
+
+    assert result.ok_2xx > 0
+    assert result.statuses == {"200": result.ok_2xx}
+    assert set(gateway.paths) == {path}  # type: ignore[attr-defined]
+    assert set(gateway.tokens) == {SECOND_MERCHANT_TOKEN}  # type: ignore[attr-defined]

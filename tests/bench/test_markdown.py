@@ -51,6 +51,7 @@ def test_a_quick_run_is_marked_not_representative(soak_report: Report) -> None:
 
 
 def test_lost_payments_and_open_payments_are_called_out(soak_report: Report) -> None:
+    assert soak_report.integrity is not None
     integrity = dataclasses.replace(soak_report.integrity, verdict="LOST", settled=False)
 
     markdown = render_markdown(dataclasses.replace(soak_report, integrity=integrity))

@@ -46,6 +46,7 @@ def test_a_slow_gateway_misses_the_throughput_and_latency_targets(soak_report: R
         latency_ms=dataclasses.replace(headline.latency_ms, p99=151.0),
     )
     runs = (soak_report.runs[0], slow, *soak_report.runs[2:])
+    assert soak_report.integrity is not None
 
     targets = check_targets(
         runs,
@@ -63,6 +64,7 @@ def test_a_slow_gateway_misses_the_throughput_and_latency_targets(soak_report: R
 def test_memory_growth_over_the_soak_is_a_target(soak_report: Report) -> None:
     grown = dataclasses.replace(soak_report.memory[4], growth_pct=12.5)
     memory = (*soak_report.memory[:4], grown)
+    assert soak_report.integrity is not None
 
     targets = check_targets(
         soak_report.runs, soak_report.limits, soak_report.integrity, memory, "soak"

@@ -32,6 +32,7 @@ def test_a_result_loads_into_typed_records(soak_report: Report) -> None:
     assert headline.latency_ms.p99 == pytest.approx(74.899)
     assert headline.latency_ms.p99_9 == pytest.approx(104.352)  # "p99.9" in the JSON
     assert soak_report.options.soak == 120
+    assert soak_report.integrity is not None
     assert soak_report.integrity.verdict == "ok"
     assert soak_report.logs[1].messages[0].count == 1
 

@@ -334,11 +334,14 @@ async def test_a_bank_api_key_exported_in_the_shell_reaches_both_sides(
 # --------------------------------------------------------------------------- hardening
 
 
+BYTES_PER_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
 def _memory_bytes(value: str | int) -> int:
     """A compose byte value (`512M`, `1G`, `1024`) in bytes."""
     match = re.fullmatch(r"(\d+)([kmg]?)b?", str(value).strip().lower())
     assert match, f"not a byte value: {value!r}"
-    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+    return int(match[1]) * BYTES_PER_UNIT[match[2]]
 
 
 @pytest.mark.parametrize(

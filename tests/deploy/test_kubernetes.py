@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # it ships no type hints
 import pytest
 import yaml
 from bank_simulator.config import Settings as BankSettings
@@ -95,7 +95,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def _container(pod_template: dict[str, Any], name: str | None = None) -> dict[str, Any]:
-    containers = pod_template["spec"]["containers"]
+    containers: list[dict[str, Any]] = pod_template["spec"]["containers"]
     if name is None:
         assert len(containers) == 1
         return containers[0]
@@ -849,10 +849,12 @@ async def _client_seen_by_the_app(forwarded_allow_ips: str, peer: str) -> str:
         assert request.client is not None
         return PlainTextResponse(request.client.host)
 
+    # uvicorn types an ASGI app with its own TypedDicts, Starlette and httpx with plain mappings.
     app = ProxyHeadersMiddleware(
-        Starlette(routes=[Route("/", whoami)]), trusted_hosts=forwarded_allow_ips
+        Starlette(routes=[Route("/", whoami)]),  # type: ignore[arg-type]
+        trusted_hosts=forwarded_allow_ips,
     )
-    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         response = await client.get("/", headers={"X-Forwarded-For": "203.0.113.9"})
         return response.text

@@ -150,7 +150,11 @@ def test_the_e2e_tests_start_every_service_with_the_flags(
 def test_the_benchmark_runs_the_gateway_with_its_flags(uvicorn_option: UvicornOption) -> None:
     tree = ast.parse((REPO_ROOT / "bench" / "services.py").read_text(encoding="utf-8"))
     commands = [
-        [element.value for element in node.elts if isinstance(element, ast.Constant)]
+        [
+            element.value
+            for element in node.elts
+            if isinstance(element, ast.Constant) and isinstance(element.value, str)
+        ]
         for node in ast.walk(tree)
         if isinstance(node, ast.List)
         and any(isinstance(e, ast.Constant) and e.value == "uvicorn" for e in node.elts)

@@ -42,7 +42,7 @@ def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout: floa
 
 
 @pytest.fixture(params=["uvicorn", "module"])
-def simulator(request, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def simulator(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Start the simulator from an unrelated directory; yield its URL and its log file."""
     port = _free_port()
     env = os.environ | {
@@ -82,7 +82,7 @@ def simulator(request, tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 process.wait()
 
 
-def test_deposit_over_http(simulator):
+def test_deposit_over_http(simulator: tuple[str, Path]) -> None:
     base_url, log_path = simulator
     body = {
         "reference": "e2e-1",
@@ -122,7 +122,7 @@ def test_deposit_over_http(simulator):
     assert API_KEY not in log
 
 
-async def test_operations_over_http(simulator):
+async def test_operations_over_http(simulator: tuple[str, Path]) -> None:
     """authorize → partial capture → 50 racing refunds over real sockets → exactly 3 pass;
     authorize → void → capture refused; the 5126 card's refunds are declined."""
     base_url, log_path = simulator

@@ -19,12 +19,12 @@ VARIABLES = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults():
+def test_defaults() -> None:
     settings = Settings()
     assert settings.pending_settle_seconds == 5
     assert settings.latency_ms == 0
@@ -33,7 +33,7 @@ def test_defaults():
     assert settings.log_level_number == logging.INFO
 
 
-def test_read_from_environment(monkeypatch):
+def test_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PENDING_SETTLE_SECONDS", "0.5")
     monkeypatch.setenv("LATENCY_MS", "150")
     monkeypatch.setenv("FAILURE_RATE", "0.25")
@@ -61,7 +61,7 @@ def test_read_from_environment(monkeypatch):
         ("LOG_LEVEL", "LOUD"),
     ],
 )
-def test_invalid_values_are_refused(monkeypatch, name, value):
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         Settings()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
+import httpx
 import pytest
+
+from ..conftest import BankClient, ClientFactory, FakeClock, MakeDepositBody
 
 SUCCESS = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000000002"
@@ -14,10 +18,10 @@ PENDING = "4000000000009995"
 REFUND_DECLINED = "4000000000005126"
 
 
-def assert_problem(response, status: int) -> dict:
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert {"type", "title", "status", "detail"} <= body.keys()
     return body
@@ -35,8 +39,14 @@ def assert_problem(response, status: int) -> dict:
     ],
 )
 async def test_each_card_gets_its_outcome(
-    client, deposit_body, number, status, code, reason, captured
-):
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    number: str,
+    status: str,
+    code: str,
+    reason: str | None,
+    captured: int,
+) -> None:
     response = await client.post("/api/v1/deposit", json=deposit_body("order-1", number))
 
     assert response.status_code == 201
@@ -58,7 +68,9 @@ async def test_each_card_gets_its_outcome(
     assert inquiry.json() == body
 
 
-async def test_holder_name_is_optional_and_may_be_null(client, deposit_body):
+async def test_holder_name_is_optional_and_may_be_null(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     body = deposit_body()
     del body["card"]["holder_name"]
     assert (await client.post("/api/v1/deposit", json=body)).status_code == 201
@@ -66,7 +78,9 @@ async def test_holder_name_is_optional_and_may_be_null(client, deposit_body):
     assert (await client.post("/api/v1/deposit", json=body)).status_code == 201
 
 
-async def test_pending_settles_to_succeeded_after_the_delay(make_client, deposit_body, clock):
+async def test_pending_settles_to_succeeded_after_the_delay(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, clock: FakeClock
+) -> None:
     async with make_client(clock=clock, pending_settle_seconds=5) as client:
         created = (await client.post("/api/v1/deposit", json=deposit_body("p", PENDING))).json()
         assert created["status"] == "pending"
@@ -88,7 +102,9 @@ async def test_pending_settles_to_succeeded_after_the_delay(make_client, deposit
         assert repeat.json() == settled
 
 
-async def test_pending_settles_in_real_time(make_client, deposit_body):
+async def test_pending_settles_in_real_time(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(pending_settle_seconds=0.05) as client:
         created = await client.post("/api/v1/deposit", json=deposit_body("p", PENDING))
         assert created.json()["status"] == "pending"
@@ -96,7 +112,9 @@ async def test_pending_settles_in_real_time(make_client, deposit_body):
         assert (await client.get("/api/v1/deposits/p")).json()["status"] == "succeeded"
 
 
-async def test_repeat_returns_the_first_transaction_with_200(client, deposit_body):
+async def test_repeat_returns_the_first_transaction_with_200(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     first = await client.post("/api/v1/deposit", json=deposit_body("order-9", INSUFFICIENT_FUNDS))
     # Only card number, amount and currency identify the deposit; the rest may differ.
     retry = deposit_body("order-9", INSUFFICIENT_FUNDS, cvv="999", holder_name=None)
@@ -113,7 +131,9 @@ async def test_repeat_returns_the_first_transaction_with_200(client, deposit_bod
     [{"number": INSUFFICIENT_FUNDS}, {"amount": 1001}, {"currency": "EUR"}, {"capture": False}],
     ids=["card", "amount", "currency", "capture"],
 )
-async def test_reusing_a_reference_for_another_deposit_is_409(client, deposit_body, change):
+async def test_reusing_a_reference_for_another_deposit_is_409(
+    client: BankClient, deposit_body: MakeDepositBody, change: dict[str, Any]
+) -> None:
     first = await client.post("/api/v1/deposit", json=deposit_body("order-7"))
     conflicting = await client.post("/api/v1/deposit", json=deposit_body("order-7", **change))
 
@@ -123,12 +143,14 @@ async def test_reusing_a_reference_for_another_deposit_is_409(client, deposit_bo
     assert (await client.get("/api/v1/deposits/order-7")).json() == first.json()
 
 
-async def test_unknown_reference_is_404(client):
+async def test_unknown_reference_is_404(client: BankClient) -> None:
     body = assert_problem(await client.get("/api/v1/deposits/never-seen"), 404)
     assert body["type"] != "about:blank"
 
 
-async def test_reference_with_a_slash_can_be_read_back(client, deposit_body):
+async def test_reference_with_a_slash_can_be_read_back(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     created = await client.post("/api/v1/deposit", json=deposit_body("shop/42 ä"))
     assert created.headers["location"] == "/api/v1/deposits/shop%2F42%20%C3%A4"
     inquiry = await client.get(created.headers["location"])
@@ -136,7 +158,9 @@ async def test_reference_with_a_slash_can_be_read_back(client, deposit_body):
     assert inquiry.json() == created.json()
 
 
-async def test_failure_rate_one_answers_503_and_records_nothing(make_client, deposit_body):
+async def test_failure_rate_one_answers_503_and_records_nothing(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(failure_rate=1.0) as client:
         for _ in range(5):
             response = await client.post("/api/v1/deposit", json=deposit_body("f"))
@@ -146,14 +170,18 @@ async def test_failure_rate_one_answers_503_and_records_nothing(make_client, dep
         assert (await client.get("/api/v1/deposits/f")).status_code == 404
 
 
-async def test_failure_rate_zero_never_fails(make_client, deposit_body):
+async def test_failure_rate_zero_never_fails(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(failure_rate=0.0) as client:
         for i in range(50):
             response = await client.post("/api/v1/deposit", json=deposit_body(f"r{i}"))
             assert response.status_code == 201
 
 
-async def test_failure_rate_applies_to_a_share_of_deposits(make_client, deposit_body, monkeypatch):
+async def test_failure_rate_applies_to_a_share_of_deposits(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, monkeypatch: pytest.MonkeyPatch
+) -> None:
     draws = iter([0.1, 0.9, 0.29, 0.3])
     monkeypatch.setattr("bank_simulator.app.random.random", lambda: next(draws))
     async with make_client(failure_rate=0.3) as client:
@@ -164,7 +192,9 @@ async def test_failure_rate_applies_to_a_share_of_deposits(make_client, deposit_
     assert codes == [503, 201, 503, 201]
 
 
-async def test_latency_is_added_after_the_deposit_is_recorded(make_client, deposit_body):
+async def test_latency_is_added_after_the_deposit_is_recorded(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(latency_ms=300) as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -182,7 +212,9 @@ async def test_latency_is_added_after_the_deposit_is_recorded(make_client, depos
         assert response.json()["transaction_id"] == inquiry.json()["transaction_id"]
 
 
-async def test_oldest_transactions_are_dropped_beyond_the_bound(make_client, deposit_body):
+async def test_oldest_transactions_are_dropped_beyond_the_bound(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(max_transactions=3) as client:
         ids = {}
         for ref in ["a", "b", "c", "d", "e"]:
@@ -194,7 +226,9 @@ async def test_oldest_transactions_are_dropped_beyond_the_bound(make_client, dep
             assert (await client.get(f"/api/v1/deposits/{ref}")).json() == ids[ref]
 
 
-async def test_concurrent_duplicates_make_one_transaction(make_client, deposit_body):
+async def test_concurrent_duplicates_make_one_transaction(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(latency_ms=20) as client:
         responses = await asyncio.gather(
             *(client.post("/api/v1/deposit", json=deposit_body("dup")) for _ in range(50))
@@ -205,7 +239,9 @@ async def test_concurrent_duplicates_make_one_transaction(make_client, deposit_b
     assert len(client.ledger) == 1
 
 
-async def test_concurrent_distinct_deposits_are_all_recorded(client, deposit_body):
+async def test_concurrent_distinct_deposits_are_all_recorded(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     responses = await asyncio.gather(
         *(client.post("/api/v1/deposit", json=deposit_body(f"r{i}")) for i in range(50))
     )
@@ -213,7 +249,9 @@ async def test_concurrent_distinct_deposits_are_all_recorded(client, deposit_bod
     assert len({r.json()["transaction_id"] for r in responses}) == 50
 
 
-async def test_card_number_and_cvv_are_never_logged_or_kept(client, deposit_body, caplog):
+async def test_card_number_and_cvv_are_never_logged_or_kept(
+    client: BankClient, deposit_body: MakeDepositBody, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     body = deposit_body("log-me", "4000000000009995", cvv="8731")
     await client.post("/api/v1/deposit", json=body)
@@ -228,7 +266,7 @@ async def test_card_number_and_cvv_are_never_logged_or_kept(client, deposit_body
     assert "8731" not in repr(stored)
 
 
-async def test_healthz(client):
+async def test_healthz(client: BankClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}

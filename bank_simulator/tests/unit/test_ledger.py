@@ -18,8 +18,10 @@ from bank_simulator.ledger import (
     operation_view,
 )
 
+from ..conftest import FakeClock
 
-def test_record_then_replay_then_conflict(clock):
+
+def test_record_then_replay_then_conflict(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
 
     result, first = ledger.record("r", "4242424242424242", 100, "USD")
@@ -34,7 +36,7 @@ def test_record_then_replay_then_conflict(clock):
     assert len(ledger) == 1
 
 
-def test_oldest_is_evicted_first(clock):
+def test_oldest_is_evicted_first(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=2, settle_seconds=5, clock=clock)
     for ref in "abc":
         ledger.record(ref, "4242424242424242", 1, "USD")
@@ -43,12 +45,12 @@ def test_oldest_is_evicted_first(clock):
     assert [ref for ref in "abcd" if ref in ledger] == ["c", "d"]
 
 
-def test_rejects_a_zero_bound():
+def test_rejects_a_zero_bound() -> None:
     with pytest.raises(ValueError, match="max_transactions"):
         Ledger(max_transactions=0, settle_seconds=5)
 
 
-def test_pending_view_settles_lazily(clock):
+def test_pending_view_settles_lazily(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=2, clock=clock)
     _, transaction = ledger.record("p", "4000000000009995", 1, "USD")
     assert ledger.view(transaction)["status"] == "pending"
@@ -65,13 +67,13 @@ def test_pending_view_settles_lazily(clock):
     assert transaction.outcome.status is Status.PENDING  # the record itself is unchanged
 
 
-def test_zero_settle_delay_settles_immediately(clock):
+def test_zero_settle_delay_settles_immediately(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=0, clock=clock)
     _, transaction = ledger.record("p", "4000000000009995", 1, "USD")
     assert ledger.view(transaction)["status"] == "succeeded"
 
 
-def test_card_number_is_kept_only_as_a_fingerprint(clock):
+def test_card_number_is_kept_only_as_a_fingerprint(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, transaction = ledger.record("r", "4242424242424242", 1, "USD")
     assert transaction.card_fingerprint == card_fingerprint("4242424242424242")
@@ -93,25 +95,25 @@ def test_card_number_is_kept_only_as_a_fingerprint(clock):
         ("378282246310005", ("failed", "100", "card_not_supported")),
     ],
 )
-def test_card_table(number, expected):
+def test_card_table(number: str, expected: tuple[str, str, str | None]) -> None:
     outcome = outcome_for(number)
     assert (outcome.status.value, outcome.code, outcome.reason) == expected
 
 
-def test_card_table_without_capture():
+def test_card_table_without_capture() -> None:
     assert outcome_for("4242424242424242", capture=False).status is Status.AUTHORIZED
     assert outcome_for("4000000000005126", capture=False).status is Status.AUTHORIZED
     assert outcome_for("4000000000009995", capture=False).status is Status.PENDING
     assert outcome_for("4000000000000002", capture=False).reason == "insufficient_funds"
 
 
-def test_only_the_5126_card_declines_refunds():
+def test_only_the_5126_card_declines_refunds() -> None:
     assert declines_refunds("4000000000005126")
     assert not declines_refunds("4242424242424242")
     assert outcome_for("4000000000005126").status is Status.SUCCEEDED
 
 
-def test_capture_flag_is_part_of_a_deposit_identity(clock):
+def test_capture_flag_is_part_of_a_deposit_identity(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     result, first = ledger.record("r", "4242424242424242", 100, "USD", capture=False)
     assert result is RecordResult.CREATED
@@ -121,7 +123,7 @@ def test_capture_flag_is_part_of_a_deposit_identity(clock):
     assert ledger.record("r", "4242424242424242", 100, "USD") == (RecordResult.CONFLICT, first)
 
 
-def test_authorize_capture_refund_without_http(clock):
+def test_authorize_capture_refund_without_http(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 1000, "USD", capture=False)
     assert ledger.view(deposit)["status"] == "authorized"
@@ -147,7 +149,7 @@ def test_authorize_capture_refund_without_http(clock):
     assert ledger.operation(OperationKind.REFUND, "r2") is None  # refused: not recorded
 
 
-def test_void_releases_the_authorization(clock):
+def test_void_releases_the_authorization(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 1000, "USD", capture=False)
     _, void = ledger.void("v", "d")
@@ -158,14 +160,14 @@ def test_void_releases_the_authorization(clock):
     assert (refused.value.status, refused.value.required) == (Status.VOIDED, Status.AUTHORIZED)
 
 
-def test_unknown_deposit_is_refused(clock):
+def test_unknown_deposit_is_refused(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     with pytest.raises(DepositNotFound):
         ledger.void("v", "missing")
     assert len(ledger) == 0
 
 
-def test_operation_replay_and_conflict(clock):
+def test_operation_replay_and_conflict(clock: FakeClock) -> None:
     ledger = Ledger(max_transactions=10, settle_seconds=5, clock=clock)
     _, deposit = ledger.record("d", "4242424242424242", 100, "USD")
     _, first = ledger.refund("op", "d", 10)
@@ -175,7 +177,7 @@ def test_operation_replay_and_conflict(clock):
     assert ledger.view(deposit)["refunded_amount"] == 10
 
 
-def test_operation_view_timestamp_is_rfc3339_utc():
+def test_operation_view_timestamp_is_rfc3339_utc() -> None:
     operation = Operation(
         transaction_id="t",
         reference="op",

@@ -7,6 +7,8 @@ from bank_simulator.metrics import deposit_outcome
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..conftest import BankClient, ClientFactory, MakeDepositBody
+
 
 def _deposits(outcome: str) -> float:
     return REGISTRY.get_sample_value("bank_deposits_total", {"outcome": outcome}) or 0.0
@@ -17,7 +19,9 @@ def _latency_count(method: str, route: str) -> float:
     return REGISTRY.get_sample_value("bank_http_request_duration_seconds_count", labels) or 0.0
 
 
-async def test_deposits_are_counted_by_outcome(client, deposit_body):
+async def test_deposits_are_counted_by_outcome(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     before = {o: _deposits(o) for o in ("created", "repeat", "conflict", "rejected")}
 
     assert (await client.post("/api/v1/deposit", json=deposit_body("m-1"))).status_code == 201
@@ -35,14 +39,18 @@ async def test_deposits_are_counted_by_outcome(client, deposit_body):
     }
 
 
-async def test_simulated_outage_counts_as_unavailable(make_client, deposit_body):
+async def test_simulated_outage_counts_as_unavailable(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     before = _deposits("unavailable")
     async with make_client(failure_rate=1) as client:
         assert (await client.post("/api/v1/deposit", json=deposit_body())).status_code == 503
     assert _deposits("unavailable") - before == 1
 
 
-async def test_latency_is_labelled_by_route_template_not_path(client, deposit_body):
+async def test_latency_is_labelled_by_route_template_not_path(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     route = "/api/v1/deposits/{reference:path}"
     before = _latency_count("GET", route)
     await client.get("/api/v1/deposits/first-unknown-reference")
@@ -51,7 +59,9 @@ async def test_latency_is_labelled_by_route_template_not_path(client, deposit_bo
     assert _latency_count("GET", "/api/v1/deposits/first-unknown-reference") == 0
 
 
-async def test_metrics_endpoint_serves_the_prometheus_text_format(client, deposit_body):
+async def test_metrics_endpoint_serves_the_prometheus_text_format(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await client.post("/api/v1/deposit", json=deposit_body("m-text"))
     before = _latency_count("GET", "unmatched")
 
@@ -91,7 +101,9 @@ def _operations(kind: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("bank_operations_total", labels) or 0.0
 
 
-async def test_operations_are_counted_by_kind_and_outcome(client, deposit_body):
+async def test_operations_are_counted_by_kind_and_outcome(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     counted = [
         ("capture", "succeeded"),
         ("void", "refused"),
@@ -132,7 +144,7 @@ async def test_operations_are_counted_by_kind_and_outcome(client, deposit_body):
     }
 
 
-async def test_operation_outage_counts_as_unavailable(make_client):
+async def test_operation_outage_counts_as_unavailable(make_client: ClientFactory) -> None:
     before = _operations("void", "unavailable")
     async with make_client(failure_rate=1) as client:
         answer = await client.post(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ..conftest import BankClient
 
-async def test_openapi_describes_the_deposit_contract(client):
+
+async def test_openapi_describes_the_deposit_contract(client: BankClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     deposit = schema["paths"]["/api/v1/deposit"]["post"]
     body = deposit["requestBody"]["content"]["application/json"]["schema"]
@@ -30,7 +32,9 @@ async def test_openapi_describes_the_deposit_contract(client):
         ("refunds", {"reference", "deposit_reference", "amount"}),
     ],
 )
-async def test_openapi_describes_each_operation(client, collection, required):
+async def test_openapi_describes_each_operation(
+    client: BankClient, collection: str, required: set[str]
+) -> None:
     schema = (await client.get("/openapi.json")).json()
     create = schema["paths"][f"/api/v1/{collection}"]["post"]
     body = create["requestBody"]["content"]["application/json"]["schema"]
@@ -43,7 +47,7 @@ async def test_openapi_describes_each_operation(client, collection, required):
     assert len(ids) == len(set(ids))
 
 
-def test_module_level_app_exists():
+def test_module_level_app_exists() -> None:
     from bank_simulator.main import app
 
     assert app.state.settings.max_transactions >= 1

@@ -8,8 +8,12 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
+
+from ..conftest import BankClient, ClientFactory, FakeClock, MakeDepositBody
 
 SUCCESS = "4242424242424242"
 INSUFFICIENT_FUNDS = "4000000000000002"
@@ -19,10 +23,12 @@ REFUND_DECLINED = "4000000000005126"
 COLLECTION = {"capture": "captures", "void": "voids", "refund": "refunds"}
 
 
-def assert_problem(response, status: int, field: str | None = None) -> dict:
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert {"type", "title", "status", "detail"} <= body.keys()
     if field is not None:
@@ -30,30 +36,43 @@ def assert_problem(response, status: int, field: str | None = None) -> dict:
     return body
 
 
-async def deposit(client, deposit_body, reference, number=SUCCESS, amount=100, capture=None):
+async def deposit(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    reference: str,
+    number: str = SUCCESS,
+    amount: int = 100,
+    capture: bool | None = None,
+) -> dict[str, Any]:
     body = deposit_body(reference, number, amount=amount, capture=capture)
     response = await client.post("/api/v1/deposit", json=body)
     assert response.status_code == 201, response.text
-    return response.json()
+    created: dict[str, Any] = response.json()
+    return created
 
 
-async def operate(client, kind, reference, deposit_reference, amount=None):
-    body = {"reference": reference, "deposit_reference": deposit_reference}
+async def operate(
+    client: BankClient, kind: str, reference: str, deposit_reference: str, amount: int | None = None
+) -> httpx.Response:
+    body: dict[str, object] = {"reference": reference, "deposit_reference": deposit_reference}
     if amount is not None:
         body["amount"] = amount
     return await client.post(f"/api/v1/{COLLECTION[kind]}", json=body)
 
 
-async def deposit_state(client, reference) -> dict:
+async def deposit_state(client: BankClient, reference: str) -> dict[str, Any]:
     response = await client.get(f"/api/v1/deposits/{reference}")
     assert response.status_code == 200
-    return response.json()
+    state: dict[str, Any] = response.json()
+    return state
 
 
 # --- authorization only -------------------------------------------------------------------
 
 
-async def test_capture_false_only_authorizes(client, deposit_body):
+async def test_capture_false_only_authorizes(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     created = await deposit(client, deposit_body, "auth-1", amount=1000, capture=False)
 
     assert created["status"] == "authorized"
@@ -63,14 +82,18 @@ async def test_capture_false_only_authorizes(client, deposit_body):
     assert await deposit_state(client, "auth-1") == created
 
 
-async def test_capture_true_is_the_default(client, deposit_body):
+async def test_capture_true_is_the_default(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     explicit = await deposit(client, deposit_body, "explicit", amount=700, capture=True)
     implicit = await deposit(client, deposit_body, "implicit", amount=700)
     for answer in (explicit, implicit):
         assert (answer["status"], answer["captured_amount"]) == ("succeeded", 700)
 
 
-async def test_authorization_replay_is_200_and_a_capture_flip_is_409(client, deposit_body):
+async def test_authorization_replay_is_200_and_a_capture_flip_is_409(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     first = await deposit(client, deposit_body, "auth-2", amount=1000, capture=False)
     replay = await client.post("/api/v1/deposit", json=deposit_body("auth-2", capture=False))
     assert replay.status_code == 200
@@ -85,12 +108,16 @@ async def test_authorization_replay_is_200_and_a_capture_flip_is_409(client, dep
     ("number", "reason"),
     [(INSUFFICIENT_FUNDS, "insufficient_funds"), ("5555555555554444", "card_not_supported")],
 )
-async def test_declines_stay_declines_without_capture(client, deposit_body, number, reason):
+async def test_declines_stay_declines_without_capture(
+    client: BankClient, deposit_body: MakeDepositBody, number: str, reason: str
+) -> None:
     created = await deposit(client, deposit_body, "declined", number, capture=False)
     assert (created["status"], created["code"], created["reason"]) == ("failed", "100", reason)
 
 
-async def test_pending_without_capture_settles_to_authorized(make_client, deposit_body, clock):
+async def test_pending_without_capture_settles_to_authorized(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, clock: FakeClock
+) -> None:
     async with make_client(clock=clock, pending_settle_seconds=5) as client:
         created = await deposit(client, deposit_body, "p", PENDING, capture=False)
         assert created["status"] == "pending"
@@ -111,7 +138,9 @@ async def test_pending_without_capture_settles_to_authorized(make_client, deposi
 # --- capture --------------------------------------------------------------------------------
 
 
-async def test_partial_capture_then_refunds(client, deposit_body):
+async def test_partial_capture_then_refunds(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "order", amount=1000, capture=False)
 
     capture = await operate(client, "capture", "cap-1", "order", 600)
@@ -150,13 +179,17 @@ async def test_partial_capture_then_refunds(client, deposit_body):
     assert_problem(await operate(client, "refund", "ref-4", "order", 1), 422, "amount")
 
 
-async def test_capture_of_the_whole_authorization(client, deposit_body):
+async def test_capture_of_the_whole_authorization(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "full", amount=1000, capture=False)
     assert (await operate(client, "capture", "cap", "full", 1000)).status_code == 201
     assert (await deposit_state(client, "full"))["captured_amount"] == 1000
 
 
-async def test_capture_above_the_authorization_is_422(client, deposit_body):
+async def test_capture_above_the_authorization_is_422(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "auth", amount=1000, capture=False)
 
     body = assert_problem(await operate(client, "capture", "cap", "auth", 1001), 422, "amount")
@@ -166,7 +199,9 @@ async def test_capture_above_the_authorization_is_422(client, deposit_body):
     assert (await client.get("/api/v1/captures/cap")).status_code == 404  # nothing recorded
 
 
-async def test_only_one_capture_per_deposit(client, deposit_body):
+async def test_only_one_capture_per_deposit(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "once", amount=1000, capture=False)
     assert (await operate(client, "capture", "cap-1", "once", 100)).status_code == 201
 
@@ -185,7 +220,13 @@ async def test_only_one_capture_per_deposit(client, deposit_body):
         (PENDING, False, "pending"),
     ],
 )
-async def test_capture_needs_an_authorized_deposit(client, deposit_body, number, capture, status):
+async def test_capture_needs_an_authorized_deposit(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    number: str,
+    capture: bool | None,
+    status: str,
+) -> None:
     await deposit(client, deposit_body, "d", number, capture=capture)
     body = assert_problem(
         await operate(client, "capture", "cap", "d", 10), 409, "deposit_reference"
@@ -196,7 +237,9 @@ async def test_capture_needs_an_authorized_deposit(client, deposit_body, number,
 # --- void -----------------------------------------------------------------------------------
 
 
-async def test_void_then_capture_is_refused(client, deposit_body):
+async def test_void_then_capture_is_refused(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "hold", amount=1000, capture=False)
 
     void = await operate(client, "void", "void-1", "hold")
@@ -221,7 +264,7 @@ async def test_void_then_capture_is_refused(client, deposit_body):
     assert (await deposit_state(client, "hold"))["status"] == "voided"
 
 
-async def test_void_ignores_the_amount(client, deposit_body):
+async def test_void_ignores_the_amount(client: BankClient, deposit_body: MakeDepositBody) -> None:
     await deposit(client, deposit_body, "hold", amount=1000, capture=False)
     void = await operate(client, "void", "void", "hold", amount=5)
     assert void.status_code == 201
@@ -232,7 +275,9 @@ async def test_void_ignores_the_amount(client, deposit_body):
     assert replay.json() == void.json()
 
 
-async def test_void_of_a_captured_deposit_is_409(client, deposit_body):
+async def test_void_of_a_captured_deposit_is_409(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "charged", amount=1000)
     body = assert_problem(await operate(client, "void", "v", "charged"), 409, "deposit_reference")
     assert "is succeeded" in body["detail"]
@@ -242,7 +287,9 @@ async def test_void_of_a_captured_deposit_is_409(client, deposit_body):
 # --- refund ---------------------------------------------------------------------------------
 
 
-async def test_refund_of_an_immediate_charge(client, deposit_body):
+async def test_refund_of_an_immediate_charge(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "sale", amount=100)
     refund = await operate(client, "refund", "rma-17", "sale", 30)
     assert refund.status_code == 201
@@ -261,7 +308,9 @@ async def test_refund_of_an_immediate_charge(client, deposit_body):
     assert (await deposit_state(client, "sale"))["refunded_amount"] == 30
 
 
-async def test_refund_states_what_is_left(client, deposit_body):
+async def test_refund_states_what_is_left(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "sale", amount=100)
     assert (await operate(client, "refund", "r1", "sale", 60)).status_code == 201
 
@@ -281,14 +330,22 @@ async def test_refund_states_what_is_left(client, deposit_body):
         (PENDING, None, "pending"),
     ],
 )
-async def test_refund_needs_a_captured_deposit(client, deposit_body, number, capture, status):
+async def test_refund_needs_a_captured_deposit(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    number: str,
+    capture: bool | None,
+    status: str,
+) -> None:
     await deposit(client, deposit_body, "d", number, capture=capture)
     body = assert_problem(await operate(client, "refund", "r", "d", 10), 409, "deposit_reference")
     assert f"is {status}" in body["detail"]
     assert (await deposit_state(client, "d"))["refunded_amount"] == 0
 
 
-async def test_refund_of_a_settled_pending_deposit(make_client, deposit_body, clock):
+async def test_refund_of_a_settled_pending_deposit(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, clock: FakeClock
+) -> None:
     async with make_client(clock=clock, pending_settle_seconds=1) as client:
         await deposit(client, deposit_body, "p", PENDING, amount=100)
         clock.advance(1)
@@ -296,7 +353,9 @@ async def test_refund_of_a_settled_pending_deposit(make_client, deposit_body, cl
         assert (await deposit_state(client, "p"))["refunded_amount"] == 100
 
 
-async def test_every_refund_of_the_5126_card_is_declined(client, deposit_body):
+async def test_every_refund_of_the_5126_card_is_declined(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     charged = await deposit(client, deposit_body, "sale", REFUND_DECLINED, amount=100)
     assert (charged["status"], charged["captured_amount"]) == ("succeeded", 100)
 
@@ -318,14 +377,18 @@ async def test_every_refund_of_the_5126_card_is_declined(client, deposit_body):
     assert (replay.status_code, replay.json()["status"]) == (200, "failed")
 
 
-async def test_5126_authorizes_and_captures_then_declines_refunds(client, deposit_body):
+async def test_5126_authorizes_and_captures_then_declines_refunds(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "hold", REFUND_DECLINED, amount=100, capture=False)
     assert (await operate(client, "capture", "cap", "hold", 80)).json()["status"] == "succeeded"
     refund = await operate(client, "refund", "r", "hold", 80)
     assert refund.json()["reason"] == "refund_declined"
 
 
-async def test_fifty_concurrent_refunds_of_thirty_on_a_hundred(make_client, deposit_body):
+async def test_fifty_concurrent_refunds_of_thirty_on_a_hundred(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     # Latency makes every request wait after applying, so all fifty are in flight together.
     async with make_client(latency_ms=20) as client:
         await deposit(client, deposit_body, "race", amount=100)
@@ -337,7 +400,9 @@ async def test_fifty_concurrent_refunds_of_thirty_on_a_hundred(make_client, depo
         assert (await deposit_state(client, "race"))["refunded_amount"] == 90
 
 
-async def test_concurrent_captures_and_voids_one_wins(make_client, deposit_body):
+async def test_concurrent_captures_and_voids_one_wins(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(latency_ms=20) as client:
         await deposit(client, deposit_body, "hold", amount=100, capture=False)
         requests = [operate(client, "capture", f"c{i}", "hold", 10 + i) for i in range(10)]
@@ -360,7 +425,9 @@ async def test_concurrent_captures_and_voids_one_wins(make_client, deposit_body)
 
 
 @pytest.mark.parametrize("kind", ["capture", "refund"])
-async def test_replay_answers_the_first_answer_and_applies_nothing(client, deposit_body, kind):
+async def test_replay_answers_the_first_answer_and_applies_nothing(
+    client: BankClient, deposit_body: MakeDepositBody, kind: str
+) -> None:
     await deposit(client, deposit_body, "d", amount=100, capture=kind == "refund")
     first = await operate(client, kind, "op", "d", 40)
     before = await deposit_state(client, "d")
@@ -374,7 +441,9 @@ async def test_replay_answers_the_first_answer_and_applies_nothing(client, depos
     assert await deposit_state(client, "d") == before
 
 
-async def test_replay_of_a_capture_after_the_deposit_moved_on(client, deposit_body):
+async def test_replay_of_a_capture_after_the_deposit_moved_on(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "d", amount=100, capture=False)
     first = await operate(client, "capture", "cap", "d", 100)
     assert (await operate(client, "refund", "r", "d", 100)).status_code == 201
@@ -384,7 +453,9 @@ async def test_replay_of_a_capture_after_the_deposit_moved_on(client, deposit_bo
     assert replay.json() == first.json()
 
 
-async def test_concurrent_replays_apply_once(make_client, deposit_body):
+async def test_concurrent_replays_apply_once(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(latency_ms=20) as client:
         await deposit(client, deposit_body, "d", amount=100)
         responses = await asyncio.gather(
@@ -406,8 +477,12 @@ async def test_concurrent_replays_apply_once(make_client, deposit_body):
     ids=["deposit", "amount", "kind-capture", "kind-void"],
 )
 async def test_reused_reference_with_other_content_is_409(
-    client, deposit_body, kind, deposit_reference, amount
-):
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    kind: str,
+    deposit_reference: str,
+    amount: int | None,
+) -> None:
     await deposit(client, deposit_body, "d", amount=100)
     await deposit(client, deposit_body, "other", amount=100, capture=False)
     first = await operate(client, "refund", "op", "d", 40)
@@ -421,14 +496,18 @@ async def test_reused_reference_with_other_content_is_409(
     assert (await deposit_state(client, "other"))["status"] == "authorized"
 
 
-async def test_a_refused_operation_is_not_recorded(client, deposit_body):
+async def test_a_refused_operation_is_not_recorded(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "d", amount=100)
     assert_problem(await operate(client, "refund", "r", "d", 500), 422, "amount")
     # The same reference may then be used with an amount that passes.
     assert (await operate(client, "refund", "r", "d", 50)).status_code == 201
 
 
-async def test_operation_and_deposit_references_are_separate(client, deposit_body):
+async def test_operation_and_deposit_references_are_separate(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "same", amount=100)
     assert (await operate(client, "refund", "same", "same", 10)).status_code == 201
     assert (await deposit_state(client, "same"))["refunded_amount"] == 10
@@ -438,14 +517,16 @@ async def test_operation_and_deposit_references_are_separate(client, deposit_bod
 
 
 @pytest.mark.parametrize("kind", ["capture", "void", "refund"])
-async def test_operation_on_an_unknown_deposit_is_404(client, kind):
+async def test_operation_on_an_unknown_deposit_is_404(client: BankClient, kind: str) -> None:
     response = await operate(client, kind, "op", "never-seen", 10)
     body = assert_problem(response, 404, "deposit_reference")
     assert body["type"] == "urn:bank-simulator:problem:deposit-not-found"
     assert len(client.ledger) == 0
 
 
-async def test_inquiries_find_each_operation_under_its_own_kind(client, deposit_body):
+async def test_inquiries_find_each_operation_under_its_own_kind(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     await deposit(client, deposit_body, "a", amount=100, capture=False)
     await deposit(client, deposit_body, "b", amount=100, capture=False)
     recorded = {
@@ -469,7 +550,9 @@ async def test_inquiries_find_each_operation_under_its_own_kind(client, deposit_
 
 
 @pytest.mark.parametrize("kind", ["capture", "void", "refund"])
-async def test_failure_rate_one_answers_503_and_records_nothing(make_client, deposit_body, kind):
+async def test_failure_rate_one_answers_503_and_records_nothing(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, kind: str
+) -> None:
     async with make_client(failure_rate=1.0) as client:
         client.ledger.record("d", SUCCESS, 100, "USD", capture=kind == "refund")
         response = await operate(client, kind, "op", "d", 10)
@@ -484,8 +567,8 @@ async def test_failure_rate_one_answers_503_and_records_nothing(make_client, dep
 
 
 async def test_failure_rate_applies_to_a_share_of_operations(
-    make_client, deposit_body, monkeypatch
-):
+    make_client: ClientFactory, deposit_body: MakeDepositBody, monkeypatch: pytest.MonkeyPatch
+) -> None:
     draws = iter([0.9, 0.1, 0.9])
     monkeypatch.setattr("bank_simulator.app.random.random", lambda: next(draws))
     async with make_client(failure_rate=0.5) as client:
@@ -496,7 +579,9 @@ async def test_failure_rate_applies_to_a_share_of_operations(
 
 
 @pytest.mark.parametrize("kind", ["capture", "void", "refund"])
-async def test_latency_is_added_after_the_operation_is_recorded(make_client, deposit_body, kind):
+async def test_latency_is_added_after_the_operation_is_recorded(
+    make_client: ClientFactory, deposit_body: MakeDepositBody, kind: str
+) -> None:
     async with make_client(latency_ms=300) as client:
         await deposit(client, deposit_body, "d", amount=100, capture=kind == "refund")
         loop = asyncio.get_running_loop()
@@ -521,7 +606,9 @@ async def test_latency_is_added_after_the_operation_is_recorded(make_client, dep
         assert response.json() == inquiry.json()
 
 
-async def test_operations_count_toward_the_memory_bound(make_client, deposit_body):
+async def test_operations_count_toward_the_memory_bound(
+    make_client: ClientFactory, deposit_body: MakeDepositBody
+) -> None:
     async with make_client(max_transactions=3) as client:
         await deposit(client, deposit_body, "d", amount=100)
         for i in range(3):
@@ -537,7 +624,9 @@ async def test_operations_count_toward_the_memory_bound(make_client, deposit_bod
         assert len(client.ledger) == 3
 
 
-async def test_operations_are_logged_without_card_data(client, deposit_body, caplog):
+async def test_operations_are_logged_without_card_data(
+    client: BankClient, deposit_body: MakeDepositBody, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     await client.post("/api/v1/deposit", json=deposit_body("log", REFUND_DECLINED, cvv="8731"))
     await operate(client, "refund", "rma-log", "log", 10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import string
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -13,8 +15,10 @@ from bank_simulator.config import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ..conftest import BankClient, MakeDepositBody
 
-def _without(body: dict, *path: str) -> dict:
+
+def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
     target = body
     for key in path[:-1]:
         target = target[key]
@@ -22,12 +26,12 @@ def _without(body: dict, *path: str) -> dict:
     return body
 
 
-def _card(body: dict, **changes) -> dict:
+def _card(body: dict[str, Any], **changes: object) -> dict[str, Any]:
     body["card"] |= changes
     return body
 
 
-def _set(body: dict, **changes) -> dict:
+def _set(body: dict[str, Any], **changes: object) -> dict[str, Any]:
     return body | changes
 
 
@@ -76,7 +80,12 @@ CASES = {
 
 
 @pytest.mark.parametrize(("mutate", "field"), CASES.values(), ids=CASES.keys())
-async def test_invalid_field_is_named(client, deposit_body, mutate, field):
+async def test_invalid_field_is_named(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    mutate: Callable[[dict[str, Any]], dict[str, Any]],
+    field: str,
+) -> None:
     response = await client.post("/api/v1/deposit", json=mutate(deposit_body("bad")))
 
     assert response.status_code == 422
@@ -91,14 +100,18 @@ async def test_invalid_field_is_named(client, deposit_body, mutate, field):
     assert len(client.ledger) == 0
 
 
-async def test_every_invalid_field_is_listed(client, deposit_body):
+async def test_every_invalid_field_is_listed(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     body = deposit_body(reference="", number="x", amount="1", currency="usd", cvv="1")
     response = await client.post("/api/v1/deposit", json=body)
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"reference", "card.number", "card.cvv", "amount", "currency"}
 
 
-async def test_errors_never_echo_the_card_number_or_cvv(client, deposit_body):
+async def test_errors_never_echo_the_card_number_or_cvv(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     body = deposit_body(number="4242424242424242x", cvv="98765")
     response = await client.post("/api/v1/deposit", json=body)
     assert response.status_code == 422
@@ -121,7 +134,7 @@ async def test_errors_never_echo_the_card_number_or_cvv(client, deposit_body):
         "bad-utf8",
     ],
 )
-async def test_malformed_json_is_422(client, content):
+async def test_malformed_json_is_422(client: BankClient, content: bytes) -> None:
     response = await client.post(
         "/api/v1/deposit", content=content, headers={"content-type": "application/json"}
     )
@@ -130,12 +143,16 @@ async def test_malformed_json_is_422(client, content):
     assert response.json()["errors"][0]["field"] == "body"
 
 
-async def test_missing_content_type_is_read_as_json(client, deposit_body):
+async def test_missing_content_type_is_read_as_json(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     response = await client.post("/api/v1/deposit", content=json.dumps(deposit_body()).encode())
     assert response.status_code == 201
 
 
-async def test_json_with_charset_and_vendor_types_accepted(client, deposit_body):
+async def test_json_with_charset_and_vendor_types_accepted(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     for i, content_type in enumerate(["application/json; charset=utf-8", "application/x+json"]):
         response = await client.post(
             "/api/v1/deposit",
@@ -145,7 +162,9 @@ async def test_json_with_charset_and_vendor_types_accepted(client, deposit_body)
         assert response.status_code == 201
 
 
-async def test_non_json_content_type_is_415(client, deposit_body):
+async def test_non_json_content_type_is_415(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
     response = await client.post(
         "/api/v1/deposit",
         data={"reference": "a"},  # form-encoded
@@ -154,14 +173,14 @@ async def test_non_json_content_type_is_415(client, deposit_body):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_oversized_body_is_413(client, deposit_body):
+async def test_oversized_body_is_413(client: BankClient, deposit_body: MakeDepositBody) -> None:
     body = deposit_body(holder_name="x" * 70_000)
     response = await client.post("/api/v1/deposit", json=body)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_unknown_route_and_wrong_method_are_problems(client):
+async def test_unknown_route_and_wrong_method_are_problems(client: BankClient) -> None:
     not_found = await client.get("/api/v1/nothing")
     assert not_found.status_code == 404
     assert not_found.headers["content-type"] == "application/problem+json"
@@ -171,7 +190,7 @@ async def test_unknown_route_and_wrong_method_are_problems(client):
     assert wrong_method.json()["status"] == 405
 
 
-def _operation(**changes) -> dict:
+def _operation(**changes: object) -> dict[str, object]:
     return {"reference": "op-1", "deposit_reference": "ref-1", "amount": 10} | changes
 
 
@@ -196,7 +215,13 @@ OPERATION_CASES = {
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
 @pytest.mark.parametrize(("body", "field"), OPERATION_CASES.values(), ids=OPERATION_CASES.keys())
-async def test_invalid_operation_field_is_named(client, deposit_body, collection, body, field):
+async def test_invalid_operation_field_is_named(
+    client: BankClient,
+    deposit_body: MakeDepositBody,
+    collection: str,
+    body: dict[str, object],
+    field: str,
+) -> None:
     capture = collection == "refunds"
     assert (await client.post("/api/v1/deposit", json=deposit_body(capture=capture))).is_success
 
@@ -210,7 +235,7 @@ async def test_invalid_operation_field_is_named(client, deposit_body, collection
 
 
 @pytest.mark.parametrize("collection", ["captures", "refunds"])
-async def test_captures_and_refunds_need_an_amount(client, collection):
+async def test_captures_and_refunds_need_an_amount(client: BankClient, collection: str) -> None:
     response = await client.post(
         f"/api/v1/{collection}", json={"reference": "op", "deposit_reference": "d"}
     )
@@ -219,7 +244,9 @@ async def test_captures_and_refunds_need_an_amount(client, collection):
 
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
-async def test_operations_refuse_bad_bodies_like_deposits(client, collection):
+async def test_operations_refuse_bad_bodies_like_deposits(
+    client: BankClient, collection: str
+) -> None:
     path = f"/api/v1/{collection}"
     broken = await client.post(path, content=b"{", headers={"content-type": "application/json"})
     assert (broken.status_code, broken.json()["errors"][0]["field"]) == (422, "body")
@@ -258,7 +285,7 @@ deposit_like = st.fixed_dictionaries(
 )
 
 
-def test_no_input_gives_a_500():
+def test_no_input_gives_a_500() -> None:
     app = create_app(Settings())
     with asyncio.Runner() as runner:
         client = httpx.AsyncClient(
@@ -272,7 +299,7 @@ def test_no_input_gives_a_500():
             suppress_health_check=[HealthCheck.too_slow],
         )
         @given(body=deposit_like | json_values)
-        def check(body):
+        def check(body: object) -> None:
             response = runner.run(client.post("/api/v1/deposit", content=json.dumps(body)))
             assert response.status_code in {201, 200, 409, 422}
             if response.status_code >= 400:
@@ -291,7 +318,7 @@ operation_like = st.fixed_dictionaries(
 
 
 @pytest.mark.parametrize("collection", ["captures", "voids", "refunds"])
-def test_no_operation_input_gives_a_500(collection):
+def test_no_operation_input_gives_a_500(collection: str) -> None:
     app = create_app(Settings())
     with asyncio.Runner() as runner:
         client = httpx.AsyncClient(
@@ -324,7 +351,7 @@ def test_no_operation_input_gives_a_500(collection):
                 }
             )
         )
-        def check(body):
+        def check(body: object) -> None:
             response = runner.run(client.post(f"/api/v1/{collection}", content=json.dumps(body)))
             assert response.status_code in {201, 200, 404, 409, 422}
             if response.status_code >= 400:

@@ -23,7 +23,8 @@ MERCHANT_ONE = {"Authorization": "Bearer first_merchant_mock_token"}
 MERCHANT_TWO = {"Authorization": "Bearer second_merchant_mock_token"}
 
 
-def payment_body(number: str = "4242424242424242", **overrides: object) -> dict[str, object]:
+# `number` is positional-only, so that `payment_body(**overrides)` never binds it.
+def payment_body(number: str = "4242424242424242", /, **overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
         "card": {
             "number": number,

@@ -8,14 +8,21 @@ from .conftest import MERCHANT_ONE, Gateway, payment_body
 from .test_payments_api import count_payments
 
 
+def card_body(**overrides: object) -> dict[str, object]:
+    """payment_body's card, with `overrides` applied."""
+    card = payment_body()["card"]
+    assert isinstance(card, dict)
+    return {**card, **overrides}
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
         ({"reference": "card 4000-0000-0000-0002"}, "reference"),
         ({"reference": "order\x1b[2J"}, "reference"),
         ({"reference": "order\u202e1"}, "reference"),
-        ({"card": dict(payment_body()["card"], holder_name="John\r\nDoe")}, "card.holder_name"),
-        ({"card": dict(payment_body()["card"], holder_name="John\x00")}, "card.holder_name"),
+        ({"card": card_body(holder_name="John\r\nDoe")}, "card.holder_name"),
+        ({"card": card_body(holder_name="John\x00")}, "card.holder_name"),
     ],
 )
 async def test_unsafe_free_text_is_refused_naming_the_field(

@@ -348,12 +348,14 @@ async def test_idempotency_keys_differing_only_in_case_or_accents_are_different(
 ) -> None:
     # MySQL's default collations would treat these as equal; keys must compare byte for byte.
     suffix = uuid.uuid4().hex
+    # Header values go as bytes: httpx would encode str ones as ASCII, and these are UTF-8.
+    merchant_one = {name.encode(): value.encode() for name, value in MERCHANT_ONE.items()}
     ids = set()
     for key in (f"order-abc-{suffix}", f"ORDER-ABC-{suffix}", f"café-{suffix}", f"cafe-{suffix}"):
         response = await gateway.client.post(
             "/api/v1/payments",
             json=payment_body(),
-            headers={**MERCHANT_ONE, "Idempotency-Key": key.encode()},  # type: ignore[dict-item]
+            headers={**merchant_one, b"Idempotency-Key": key.encode()},
         )
         assert response.status_code == 201
         assert "idempotent-replayed" not in response.headers

@@ -75,7 +75,7 @@ def redis_keys(prefix: str) -> list[bytes]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> dict[str, object]:
+def storage(request: pytest.FixtureRequest) -> dict[str, str]:
     """The settings of each storage: this process's memory, or the real Redis."""
     if request.param == "memory":
         return {}
@@ -118,7 +118,7 @@ def assert_rate_limited(response: httpx.Response, policy: str, quota: int) -> No
 
 
 async def test_a_key_over_its_burst_gets_429_and_the_bank_is_not_called(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, **storage) as (client, bank):
         refused_before = metric("gateway_rate_limited_requests_total", "key")
@@ -135,7 +135,7 @@ async def test_a_key_over_its_burst_gets_429_and_the_bank_is_not_called(
 
 
 async def test_a_flooding_merchant_does_not_limit_the_other(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, **storage) as (client, _bank):
         flood = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)) for _ in range(20)]
@@ -145,7 +145,7 @@ async def test_a_flooding_merchant_does_not_limit_the_other(
 
 
 async def test_the_budget_comes_back_after_the_window(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, **storage) as (client, _bank):
         first = [(await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)) for _ in range(4)]
@@ -156,7 +156,7 @@ async def test_the_budget_comes_back_after_the_window(
 
 
 async def test_requests_without_a_valid_key_are_limited_per_client_address(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, client_host="198.51.100.7", **storage) as (client, _):
         refused_before = metric("gateway_rate_limited_requests_total", "address")
@@ -245,7 +245,7 @@ async def test_rate_limits_turned_off_refuse_nothing(tmp_path: Path) -> None:
 
 
 async def test_a_known_refused_key_is_answered_before_its_body_is_read(
-    tmp_path: Path, storage: dict[str, object]
+    tmp_path: Path, storage: dict[str, str]
 ) -> None:
     async with running_gateway(tmp_path, **storage) as (client, bank):
         for _ in range(3):

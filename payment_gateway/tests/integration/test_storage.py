@@ -27,6 +27,7 @@ from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 from payment_gateway.storage.vault import CardVault, VaultKeyError
 from pydantic import SecretStr
 from sqlalchemy import Connection, inspect, select, update
+from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import MERCHANT_ONE, Gateway, gateway_settings, payment_body
@@ -155,9 +156,9 @@ async def test_no_cvv_can_be_brute_forced_from_a_dump_of_every_table(gateway: Ga
     assert brute_force_cvvs(set(_digests(old_style, hash_key)), hash_key, fields) == {CVV}
 
 
-async def _columns(engine: AsyncEngine, table: str) -> list[dict[str, object]]:
+async def _columns(engine: AsyncEngine, table: str) -> list[ReflectedColumn]:
     async with engine.connect() as connection:
-        return await connection.run_sync(lambda sync: inspect(sync).get_columns(table))  # type: ignore[no-any-return]
+        return await connection.run_sync(lambda sync: inspect(sync).get_columns(table))
 
 
 async def test_api_keys_are_stored_only_as_hashes(gateway: Gateway) -> None:
@@ -426,10 +427,9 @@ async def test_reconcilers_on_two_replicas_claim_disjoint_batches(mysql_url: str
 
 async def _kill_connections(database: str) -> int:
     """Drop every server connection to ``database``, as a restart or failover would."""
+    from mariadb_server import MYSQL_SERVER_URL
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
-
-    from ..conftest import MYSQL_SERVER_URL
 
     admin = create_async_engine(MYSQL_SERVER_URL, isolation_level="AUTOCOMMIT")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypedDict, Unpack
 
 import pytest
 from cryptography.fernet import Fernet
@@ -81,9 +81,28 @@ def reconcile_policy() -> ReconcilePolicy:
     )
 
 
-MakePaymentService = Callable[..., PaymentService]
+class MakePaymentService(Protocol):
+    def __call__(self, bank: BankAdapter, *, hash_key: bytes = ...) -> PaymentService: ...
+
+
 MakeReconciler = Callable[[BankAdapter], Reconciler]
-MakeRequest = Callable[..., PaymentRequest]
+
+
+class RequestFields(TypedDict, total=False):
+    """The fields of a PaymentRequest, any of which make_request may change."""
+
+    pan: str
+    cvv: str
+    expiry_month: int
+    expiry_year: int
+    holder_name: str | None
+    amount: int
+    currency: str
+    reference: str | None
+
+
+class MakeRequest(Protocol):
+    def __call__(self, **changes: Unpack[RequestFields]) -> PaymentRequest: ...
 
 
 @pytest.fixture
@@ -135,7 +154,7 @@ def other_merchant() -> Merchant:
 
 @pytest.fixture
 def make_request() -> MakeRequest:
-    def make(**changes: Any) -> PaymentRequest:
+    def make(**changes: Unpack[RequestFields]) -> PaymentRequest:
         values: dict[str, Any] = {
             "pan": "4242424242424242",
             "cvv": "123",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
+from fakes import FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import Payment, PaymentStatus, Resolution
 from payment_gateway.service.ports import (
@@ -36,7 +36,9 @@ def payment(payment_id: str, merchant_id: str = "m-1") -> Payment:
 CARD = StoredCard("c-1", b"token", None, "424242")
 
 
-async def test_uncommitted_changes_are_discarded(uow_factory: Any, store: Any) -> None:
+async def test_uncommitted_changes_are_discarded(
+    uow_factory: FakeUnitOfWorkFactory, store: FakeStore
+) -> None:
     async with uow_factory() as uow:
         await uow.payments.add_many([NewPayment(payment("p-1"), CARD, None, T0)])
         assert await uow.payments.get("p-1", "m-1") is not None
@@ -45,7 +47,9 @@ async def test_uncommitted_changes_are_discarded(uow_factory: Any, store: Any) -
     assert store.payments == {}
 
 
-async def test_committed_changes_are_visible(uow_factory: Any, store: Any) -> None:
+async def test_committed_changes_are_visible(
+    uow_factory: FakeUnitOfWorkFactory, store: FakeStore
+) -> None:
     async with uow_factory() as uow:
         await uow.payments.add_many([NewPayment(payment("p-1"), CARD, None, T0)])
         await uow.commit()
@@ -54,7 +58,7 @@ async def test_committed_changes_are_visible(uow_factory: Any, store: Any) -> No
         assert await uow.payments.get("p-1", "m-2") is None
 
 
-async def test_idempotency_claim_is_unique_per_merchant(uow_factory: Any) -> None:
+async def test_idempotency_claim_is_unique_per_merchant(uow_factory: FakeUnitOfWorkFactory) -> None:
     record = IdempotencyRecord("k", "h")
     async with uow_factory() as uow:
         await uow.payments.add_many([NewPayment(payment("p-1"), CARD, record, T0)])
@@ -65,7 +69,9 @@ async def test_idempotency_claim_is_unique_per_merchant(uow_factory: Any) -> Non
         await uow.payments.add_many([NewPayment(payment("p-3", "m-2"), CARD, record, T0)])
 
 
-async def test_transitions_are_guarded(uow_factory: Any, store: Any) -> None:
+async def test_transitions_are_guarded(
+    uow_factory: FakeUnitOfWorkFactory, store: FakeStore
+) -> None:
     def to(status: PaymentStatus) -> StatusTransition:
         return StatusTransition("p-1", "m-1", Resolution(status), T0 + timedelta(seconds=1), None)
 

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from payment_gateway.api.schemas import CARD_EXPIRED
 from payment_gateway.service.errors import FieldError, GatewayError, InvalidRequest, Unauthorized
@@ -77,6 +78,25 @@ def render_gateway_error(exc: GatewayError) -> Response:
     )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers, for a 405's ``Allow``.
+
+    Starlette names only the methods of the first route that matched the path, but a path
+    may have several (``GET`` and ``POST /api/v1/payments`` are two routes).
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
@@ -96,13 +116,16 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         from http import HTTPStatus
 
         phrase = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) else phrase
-        return problem_response(exc.status_code, phrase, detail, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(exc.status_code, phrase, detail, headers=headers)
 
     async def on_unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)

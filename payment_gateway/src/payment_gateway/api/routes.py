@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect
 
@@ -16,7 +16,15 @@ from payment_gateway.api.dependencies import (
     bearer_token,
 )
 from payment_gateway.api.problems import PROBLEM_JSON, invalid_request, problem_response
-from payment_gateway.api.schemas import PaymentCreate, PaymentOut, Problem, payment_document
+from payment_gateway.api.schemas import (
+    PaymentCreate,
+    PaymentList,
+    PaymentListParams,
+    PaymentOut,
+    Problem,
+    payment_document,
+    payment_list_document,
+)
 from payment_gateway.bootstrap import Services
 from payment_gateway.service.errors import (
     ClientGone,
@@ -26,6 +34,7 @@ from payment_gateway.service.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from payment_gateway.service.listing import list_payments
 
 PAYMENTS_PATH = "/api/v1/payments"
 LEGACY_PAYMENT_PATH = "/api/v1/payment"
@@ -208,6 +217,41 @@ for path, include in ((PAYMENTS_PATH, True), (LEGACY_PAYMENT_PATH, False)):
         summary="Get a payment",
         name="get_payment" if include else "get_payment_legacy",
     )
+
+
+async def list_payments_route(
+    merchant: MerchantDep,
+    services: ServicesDep,
+    params: Annotated[PaymentListParams, Query()],
+) -> Response:
+    """List your payments, newest first, a page at a time.
+
+    `starting_after=<id>` gives the next (older) page, `ending_before=<id>` the previous
+    (newer) one; `has_more` says whether more payments lie that way. Filters combine: every
+    one given must hold. Only your own payments are listed.
+    """
+    page = await list_payments(services.uow, merchant, params.to_query())
+    return json_response(payment_list_document(page), 200, {})
+
+
+payments_router.add_api_route(
+    PAYMENTS_PATH,
+    list_payments_route,
+    methods=["GET"],
+    response_model=PaymentList,
+    responses={
+        **_COMMON_ERRORS,
+        404: problem_doc(
+            "`starting_after` or `ending_before` is not one of your payments (`errors` names it)"
+        ),
+        422: problem_doc(
+            "Invalid query: `errors` names each parameter (e.g. `limit`, `created[gte]`, "
+            "both cursors, or one this route does not take)"
+        ),
+    },
+    summary="List payments",
+    name="list_payments",
+)
 
 
 @health_router.get("/healthz", summary="Liveness: the process is up")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -11,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -26,7 +28,14 @@ from payment_gateway.domain.card import (
 )
 from payment_gateway.domain.money import MAX_AMOUNT, parse_currency
 from payment_gateway.domain.operations import Operation, RefundReason
-from payment_gateway.domain.payment import Payment, PaymentRequest
+from payment_gateway.domain.payment import Payment, PaymentRequest, PaymentStatus
+from payment_gateway.service.listing import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    PaymentListQuery,
+    PaymentPage,
+)
+from payment_gateway.service.ports import PaymentFilters
 
 CARD_EXPIRED = "card_expired"
 UNSAFE_CHARACTERS = "unsafe_characters"
@@ -375,4 +384,137 @@ def refund_document(refund: Operation) -> dict[str, Any]:
         "reference": refund.reference,
         "created_at": _timestamp(refund.created_at),
         "updated_at": _timestamp(refund.updated_at),
+    }
+
+
+# --- listing -------------------------------------------------------------------------------
+
+# RFC 3339 date-time, as JSON Schema's "date-time" format has it (T and Z in either case).
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+)
+_UNIX_SECONDS = re.compile(r"^\d{1,12}$", re.ASCII)
+# Bounds that hold on every engine (MySQL DATETIME ends with year 9999).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _instant(value: Any) -> Any:
+    """Unix seconds or an RFC 3339 date-time with an offset, as an aware UTC datetime."""
+    text = value.strip() if isinstance(value, str) else value
+    message = "must be unix seconds or an RFC 3339 date-time with an offset"
+    try:
+        if isinstance(text, str) and _UNIX_SECONDS.match(text):
+            instant = _EARLIEST + timedelta(seconds=int(text))
+        elif isinstance(text, str) and _RFC3339.match(text):
+            instant = datetime.fromisoformat(text.upper()).astimezone(UTC)
+        else:
+            raise PydanticCustomError("datetime_parsing", message)
+    except (ValueError, OverflowError):
+        # An impossible date (February 30th, hour 25) or one beyond what datetime can hold.
+        raise PydanticCustomError("datetime_parsing", message) from None
+    if not _EARLIEST <= instant <= _LATEST:
+        raise PydanticCustomError("datetime_range", "must be between 1970 and 9999")
+    return instant
+
+
+Instant = Annotated[
+    datetime | None,
+    BeforeValidator(_instant),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "minimum": 0, "maximum": 253402300799},
+            ],
+            "examples": ["2026-11-25T00:00:00Z", 1795564800],
+        }
+    ),
+]
+_CURSOR_DESCRIPTION = (
+    "A payment id from a previous page: the page of payments {direction} it (still newest "
+    "first). An id that is not one of your payments is `404`. Not with `{other}`."
+)
+_BOUND_DESCRIPTION = "Only payments created {relation} this instant (unix seconds or RFC 3339)."
+_PaymentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class PaymentListParams(BaseModel):
+    """The query of ``GET /api/v1/payments``; any other parameter is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"How many payments a page holds, 1 to {MAX_LIMIT}.",
+        examples=[10],
+    )
+    starting_after: _PaymentId | None = Field(
+        None,
+        description=_CURSOR_DESCRIPTION.format(direction="older than", other="ending_before"),
+        examples=["01965f2e-1c3a-7d4e-9b1a-2f0c3e4d5a6b"],
+    )
+    ending_before: _PaymentId | None = Field(
+        None,
+        description=_CURSOR_DESCRIPTION.format(direction="newer than", other="starting_after"),
+    )
+    status: PaymentStatus | None = Field(
+        None, description="Only payments in this status.", examples=["succeeded"]
+    )
+    reference: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="Only payments with this `reference` (exact match).", examples=["order-1"]
+    )
+    created_gte: Instant = Field(
+        None,
+        alias="created[gte]",
+        description=_BOUND_DESCRIPTION.format(relation="at or after"),
+    )
+    created_gt: Instant = Field(
+        None,
+        alias="created[gt]",
+        description=_BOUND_DESCRIPTION.format(relation="after"),
+    )
+    created_lte: Instant = Field(
+        None,
+        alias="created[lte]",
+        description=_BOUND_DESCRIPTION.format(relation="at or before"),
+    )
+    created_lt: Instant = Field(
+        None,
+        alias="created[lt]",
+        description=_BOUND_DESCRIPTION.format(relation="before"),
+    )
+
+    def to_query(self) -> PaymentListQuery:
+        return PaymentListQuery(
+            limit=self.limit,
+            starting_after=self.starting_after,
+            ending_before=self.ending_before,
+            filters=PaymentFilters(
+                status=self.status,
+                reference=self.reference,
+                created_gte=self.created_gte,
+                created_gt=self.created_gt,
+                created_lte=self.created_lte,
+                created_lt=self.created_lt,
+            ),
+        )
+
+
+class PaymentList(BaseModel):
+    """A page of your payments, newest first."""
+
+    object: Literal["list"]
+    data: list[PaymentOut]
+    has_more: bool = Field(description="Whether more payments lie beyond this page, that way.")
+
+
+def payment_list_document(page: PaymentPage) -> dict[str, Any]:
+    """The page's JSON representation (shape of PaymentList)."""
+    return {
+        "object": "list",
+        "data": [payment_document(payment) for payment in page.payments],
+        "has_more": page.has_more,
     }

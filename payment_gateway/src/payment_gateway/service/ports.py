@@ -14,7 +14,13 @@ from typing import Protocol, Self
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.domain.operations import Operation, OperationKind, OperationResolution
-from payment_gateway.domain.payment import Payment, PaymentRequest, Resolution, RetrySchedule
+from payment_gateway.domain.payment import (
+    Payment,
+    PaymentRequest,
+    PaymentStatus,
+    Resolution,
+    RetrySchedule,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,26 @@ class DueAuthorization:
     merchant_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentFilters:
+    """What a listing keeps: every given condition must hold (``created_*`` are bounds)."""
+
+    status: PaymentStatus | None = None
+    reference: str | None = None
+    created_gte: datetime | None = None
+    created_gt: datetime | None = None
+    created_lte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPosition:
+    """A payment's place in a listing, which is ordered by (created_at, id)."""
+
+    created_at: datetime
+    id: str
+
+
 class DuplicateIdempotencyKey(Exception):
     """The (merchant, idempotency key) pair is already claimed by another payment."""
 
@@ -175,6 +201,19 @@ class PaymentRepository(Protocol):
     async def claim_expired_authorizations(
         self, now: datetime, limit: int, lease_seconds: float
     ) -> list[DueAuthorization]: ...
+
+    async def list_page(
+        self,
+        merchant_id: str,
+        filters: PaymentFilters,
+        limit: int,
+        *,
+        older_than: ListPosition | None = None,
+        newer_than: ListPosition | None = None,
+    ) -> list[Payment]:
+        """Up to ``limit`` of the merchant's payments that match, nearest the position first:
+        newest first, or, with ``newer_than``, oldest first (the ones just after it)."""
+        ...
 
 
 class OperationRepository(Protocol):

@@ -136,7 +136,13 @@ payments = Table(
     # The capture or void under way: one at a time, claimed by a guarded UPDATE.
     Column("settlement_operation_id", ID, nullable=True),
     UniqueConstraint("merchant_id", "idempotency_key"),
+    # The payment listing's order: InnoDB appends the primary key to a secondary index, so
+    # this one is ordered by (created_at, id) within a merchant.
     Index(None, "merchant_id", "created_at"),
+    # The listing filtered by status or by reference: the same order within each value, so a
+    # rare status or one order's payments are a short range too, not a scan of the merchant.
+    Index(None, "merchant_id", "status", "created_at", "id"),
+    Index(None, "merchant_id", "reference", "created_at", "id"),
     # Only open payments have a next_attempt_at, so the reconciler's range scan over this
     # index reads (and, with FOR UPDATE, locks) just the due rows it takes, in order.
     Index(None, "next_attempt_at"),

@@ -34,7 +34,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(refused_keys.time, "monotonic", clock)
+    monkeypatch.setattr("payment_gateway.api.refused_keys.time.monotonic", clock)
     return clock
 
 

@@ -13,6 +13,8 @@ import pytest
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.domain.bank import BankAnswer, BankFault
 
+from ..conftest import MakeRequest
+
 Handler = Callable[[httpx.Request], httpx.Response]
 BANK_URL = "http://bank.test:8081/"
 
@@ -47,7 +49,7 @@ def answer(status: int = 201, **fields: Any) -> Handler:
     return lambda _request: httpx.Response(status, json=body)
 
 
-def raising(exc_type: type[httpx.HTTPError]) -> Handler:
+def raising(exc_type: type[httpx.RequestError]) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc_type("simulated", request=request)
 
@@ -55,7 +57,7 @@ def raising(exc_type: type[httpx.HTTPError]) -> Handler:
 
 
 async def test_deposit_sends_the_payment(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     recorder.handler = answer()
     request = make_request(expiry_month=3, expiry_year=2031, amount=4321, currency="EUR")
@@ -79,7 +81,7 @@ async def test_deposit_sends_the_payment(
 
 
 async def test_deposit_sends_null_holder_name(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     recorder.handler = answer()
     await adapter.deposit("p-2", make_request(holder_name=None, expiry_month=11))
@@ -96,7 +98,7 @@ async def test_deposit_sends_null_holder_name(
 async def test_deposit_answers(
     adapter: HttpBankAdapter,
     recorder: Recorder,
-    make_request: Any,
+    make_request: MakeRequest,
     code: str,
     reason: str | None,
     status: int,
@@ -107,7 +109,7 @@ async def test_deposit_answers(
 
 
 async def test_deposit_answer_with_odd_field_types(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     recorder.handler = answer(code="100", reason=123, transaction_id=7)
     result = await adapter.deposit("p-1", make_request())
@@ -115,7 +117,7 @@ async def test_deposit_answer_with_odd_field_types(
 
 
 async def test_deposit_long_transaction_id_is_truncated(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     recorder.handler = answer(transaction_id="x" * 500)
     result = await adapter.deposit("p-1", make_request())
@@ -139,8 +141,8 @@ async def test_deposit_long_transaction_id_is_truncated(
 async def test_deposit_transport_errors(
     adapter: HttpBankAdapter,
     recorder: Recorder,
-    make_request: Any,
-    exc_type: type[httpx.HTTPError],
+    make_request: MakeRequest,
+    exc_type: type[httpx.RequestError],
     fault: BankFault,
 ) -> None:
     recorder.handler = raising(exc_type)
@@ -148,7 +150,7 @@ async def test_deposit_transport_errors(
 
 
 async def test_an_unexpected_error_in_a_bank_call_is_uncertain_never_a_crash(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     def broken(_request: httpx.Request) -> httpx.Response:
         raise RuntimeError("a bug, maybe after the request left")
@@ -160,7 +162,7 @@ async def test_an_unexpected_error_in_a_bank_call_is_uncertain_never_a_crash(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 415, 422])
 async def test_deposit_client_errors_are_rejections(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, status: int
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest, status: int
 ) -> None:
     recorder.handler = answer(status)  # even with a body that looks like an answer
     assert await adapter.deposit("p-1", make_request()) is BankFault.REJECTED
@@ -168,7 +170,7 @@ async def test_deposit_client_errors_are_rejections(
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 202, 204, 302])
 async def test_deposit_uncertain_statuses(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, status: int
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest, status: int
 ) -> None:
     recorder.handler = answer(status)
     assert await adapter.deposit("p-1", make_request()) is BankFault.UNCERTAIN
@@ -193,7 +195,7 @@ async def test_deposit_uncertain_statuses(
     ],
 )
 async def test_deposit_unreadable_answers_are_uncertain(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any, content: bytes
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest, content: bytes
 ) -> None:
     recorder.handler = lambda _request: httpx.Response(
         201, content=content, headers={"content-type": "application/json"}
@@ -227,7 +229,7 @@ async def test_inquire_other_statuses_are_uncertain(
     "exc_type", [httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ReadError]
 )
 async def test_inquire_transport_errors_are_uncertain(
-    adapter: HttpBankAdapter, recorder: Recorder, exc_type: type[httpx.HTTPError]
+    adapter: HttpBankAdapter, recorder: Recorder, exc_type: type[httpx.RequestError]
 ) -> None:
     recorder.handler = raising(exc_type)
     assert await adapter.inquire("payment-7") is BankFault.UNCERTAIN
@@ -241,7 +243,7 @@ async def test_inquire_garbage_body_is_uncertain(
 
 
 async def test_deposit_long_reason_fits_the_decline_reason_column(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     """The reason becomes ``payments.decline_reason``, a String(64) column.
 
@@ -271,11 +273,12 @@ class DrippingTransport(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.parametrize("call", ["deposit", "inquire"])
-async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: Any, call: str) -> None:
+async def test_a_slow_bank_is_cut_off_at_one_deadline(make_request: MakeRequest, call: str) -> None:
     transport = DrippingTransport(delay=3.0)
     bank = HttpBankAdapter(BANK_URL, 0.05, transport=transport)
     try:
         started = time.monotonic()
+        result: BankAnswer | BankFault | None
         if call == "deposit":
             result = await bank.deposit("p-1", make_request())
         else:
@@ -311,7 +314,9 @@ async def test_an_https_bank_uses_a_tls_capable_transport() -> None:
             await adapter.aclose()
 
 
-async def test_the_bank_api_key_goes_with_every_call(recorder: Recorder, make_request: Any) -> None:
+async def test_the_bank_api_key_goes_with_every_call(
+    recorder: Recorder, make_request: MakeRequest
+) -> None:
     bank = HttpBankAdapter(
         BANK_URL, 2.0, api_key="shared-bank-key", transport=httpx.MockTransport(recorder)
     )
@@ -328,7 +333,7 @@ async def test_the_bank_api_key_goes_with_every_call(recorder: Recorder, make_re
 
 
 async def test_without_a_bank_api_key_no_authorization_is_sent(
-    adapter: HttpBankAdapter, recorder: Recorder, make_request: Any
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
 ) -> None:
     recorder.handler = answer()
     await adapter.deposit("p-1", make_request())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import pytest
+from fakes import FakeClock, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.service.errors import Unauthorized
 from payment_gateway.service.merchants import (
     DEMO_MERCHANTS,
@@ -35,7 +35,7 @@ async def test_created_key_authenticates_its_merchant(merchant_service: Merchant
 
 
 async def test_only_the_sha256_of_the_key_is_stored(
-    merchant_service: MerchantService, store: Any
+    merchant_service: MerchantService, store: FakeStore
 ) -> None:
     created = await merchant_service.create("acme")
     api_key = created.api_key
@@ -61,7 +61,7 @@ async def test_each_key_is_new(merchant_service: MerchantService) -> None:
     assert await merchant_service.authenticate(two.api_key) == two.merchant
 
 
-async def test_duplicate_merchant_name(merchant_service: MerchantService, store: Any) -> None:
+async def test_duplicate_merchant_name(merchant_service: MerchantService, store: FakeStore) -> None:
     await merchant_service.create("acme")
     with pytest.raises(MerchantExists) as info:
         await merchant_service.create("acme")
@@ -70,7 +70,7 @@ async def test_duplicate_merchant_name(merchant_service: MerchantService, store:
     assert len(store.keys) == 1
 
 
-async def test_revoke_by_prefix(merchant_service: MerchantService, clock: Any) -> None:
+async def test_revoke_by_prefix(merchant_service: MerchantService, clock: FakeClock) -> None:
     keep = await merchant_service.create("keep")
     gone = await merchant_service.create("gone")
     assert await merchant_service.revoke(key_prefix(gone.api_key)) == 1
@@ -84,7 +84,7 @@ async def test_revoke_by_prefix(merchant_service: MerchantService, clock: Any) -
 
 
 async def test_seed_demo_merchants_is_idempotent(
-    merchant_service: MerchantService, store: Any
+    merchant_service: MerchantService, store: FakeStore
 ) -> None:
     await merchant_service.seed_demo_merchants()
     await merchant_service.seed_demo_merchants()
@@ -95,7 +95,9 @@ async def test_seed_demo_merchants_is_idempotent(
         assert token not in repr(store)
 
 
-async def test_cached_authentication_reads_the_store_once(uow_factory: Any, clock: Any) -> None:
+async def test_cached_authentication_reads_the_store_once(
+    uow_factory: FakeUnitOfWorkFactory, clock: FakeClock
+) -> None:
     service = MerchantService(uow_factory, cache_seconds=60, clock=clock)
     created = await service.create("acme")
     opened = len(uow_factory.opened)

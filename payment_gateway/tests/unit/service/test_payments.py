@@ -7,15 +7,17 @@ import hashlib
 from typing import Any
 
 import pytest
-from fakes import FakeBank
+from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
 from payment_gateway.service.errors import IdempotencyKeyReused, NotFound, RequestInProgress
-from payment_gateway.service.payments import PaymentService
+from payment_gateway.service.payments import PaymentPolicy, PaymentService
 from payment_gateway.service.ports import StatusTransition
 from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.vault import CardVault
+
+from ..conftest import MakePaymentService, MakeRequest, RequestFields
 
 APPROVED = "4242424242424242"
 DECLINED = "4000000000000002"
@@ -41,7 +43,7 @@ class GatedBank(FakeBank):
 
 
 async def test_success(
-    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     outcome = await payment_service.create(merchant, make_request(pan=APPROVED), None)
     payment = outcome.payment
@@ -66,7 +68,7 @@ async def test_decline(
     payment_service: PaymentService,
     bank: FakeBank,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
     pan: str,
     reason: str,
 ) -> None:
@@ -78,7 +80,7 @@ async def test_decline(
 
 
 async def test_pending(
-    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     payment = (await payment_service.create(merchant, make_request(pan=PENDING), None)).payment
     assert payment.status is PaymentStatus.PROCESSING
@@ -88,7 +90,7 @@ async def test_pending(
 
 
 async def test_the_stored_row_matches_what_create_returns(
-    payment_service: PaymentService, store: Any, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, store: FakeStore, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     for pan in (APPROVED, DECLINED, PENDING):
         payment = (await payment_service.create(merchant, make_request(pan=pan), None)).payment
@@ -98,11 +100,11 @@ async def test_the_stored_row_matches_what_create_returns(
 
 async def test_open_payments_are_scheduled_for_reconciliation(
     payment_service: PaymentService,
-    store: Any,
-    clock: Any,
-    payment_policy: Any,
+    store: FakeStore,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     done = (await payment_service.create(merchant, make_request(pan=APPROVED), None)).payment
     pending = (await payment_service.create(merchant, make_request(pan=PENDING), None)).payment
@@ -118,10 +120,10 @@ async def test_open_payments_are_scheduled_for_reconciliation(
 class InspectingBank(FakeBank):
     """Records what the committed store held when the deposit arrived."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: FakeStore) -> None:
         super().__init__()
         self.store = store
-        self.seen: list[tuple[PaymentStatus, str | None]] = []
+        self.seen: list[tuple[PaymentStatus | None, str | None]] = []
 
     async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
         row = self.store.payments.get(payment_id)
@@ -130,7 +132,10 @@ class InspectingBank(FakeBank):
 
 
 async def test_payment_row_is_committed_before_the_bank_is_called(
-    make_payment_service: Any, store: Any, merchant: Merchant, make_request: Any
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
+    merchant: Merchant,
+    make_request: MakeRequest,
 ) -> None:
     bank = InspectingBank(store)
     service = make_payment_service(bank)
@@ -141,10 +146,10 @@ async def test_payment_row_is_committed_before_the_bank_is_called(
 
 async def test_card_is_stored_encrypted_and_cvv_not_at_all(
     payment_service: PaymentService,
-    store: Any,
+    store: FakeStore,
     vault: CardVault,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     request = make_request(cvv="9876", holder_name="Jane Roe")
     payment = (await payment_service.create(merchant, request, "key-1")).payment
@@ -159,7 +164,7 @@ async def test_card_is_stored_encrypted_and_cvv_not_at_all(
 
 
 async def test_no_holder_name_stores_none(
-    payment_service: PaymentService, store: Any, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, store: FakeStore, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     payment = (await payment_service.create(merchant, make_request(holder_name=None), None)).payment
     assert store.payments[payment.id].card.holder_name_encrypted is None
@@ -177,10 +182,10 @@ async def test_no_holder_name_stores_none(
     ],
 )
 async def test_bank_faults(
-    make_payment_service: Any,
-    store: Any,
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
     fault: BankFault,
     status: PaymentStatus,
     reason: str | None,
@@ -196,7 +201,10 @@ async def test_bank_faults(
 
 
 async def test_reconciler_got_there_first(
-    make_payment_service: Any, store: Any, merchant: Merchant, make_request: Any
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
+    merchant: Merchant,
+    make_request: MakeRequest,
 ) -> None:
     """If the row turned terminal while the bank call ran, create shows what was recorded."""
 
@@ -219,7 +227,7 @@ async def test_reconciler_got_there_first(
 
 
 async def test_same_key_same_content_replays(
-    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     first = await payment_service.create(merchant, make_request(), "key-1")
     second = await payment_service.create(merchant, make_request(), "key-1")
@@ -232,9 +240,9 @@ async def test_same_key_same_content_replays(
 async def test_replay_shows_the_payment_as_it_stands_now(
     payment_service: PaymentService,
     bank: FakeBank,
-    store: Any,
+    store: FakeStore,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     first = await payment_service.create(merchant, make_request(pan=PENDING), "key-1")
     assert first.payment.status is PaymentStatus.PROCESSING
@@ -262,8 +270,8 @@ async def test_same_key_different_content_is_rejected(
     payment_service: PaymentService,
     bank: FakeBank,
     merchant: Merchant,
-    make_request: Any,
-    change: dict[str, Any],
+    make_request: MakeRequest,
+    change: RequestFields,
 ) -> None:
     await payment_service.create(merchant, make_request(), "key-1")
     with pytest.raises(IdempotencyKeyReused) as info:
@@ -274,7 +282,11 @@ async def test_same_key_different_content_is_rejected(
 
 
 async def test_in_flight_duplicate_gets_request_in_progress(
-    make_payment_service: Any, store: Any, clock: Any, merchant: Merchant, make_request: Any
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
+    clock: FakeClock,
+    merchant: Merchant,
+    make_request: MakeRequest,
 ) -> None:
     bank = GatedBank()
     service = make_payment_service(bank)
@@ -295,12 +307,12 @@ async def test_in_flight_duplicate_gets_request_in_progress(
 
 
 async def test_init_older_than_in_flight_replays_instead_of_409(
-    make_payment_service: Any,
-    store: Any,
-    clock: Any,
-    payment_policy: Any,
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = GatedBank()
     service = make_payment_service(bank)
@@ -316,7 +328,10 @@ async def test_init_older_than_in_flight_replays_instead_of_409(
 
 
 async def test_many_concurrent_duplicates_deposit_once(
-    make_payment_service: Any, store: Any, merchant: Merchant, make_request: Any
+    make_payment_service: MakePaymentService,
+    store: FakeStore,
+    merchant: Merchant,
+    make_request: MakeRequest,
 ) -> None:
     bank = GatedBank()
     service = make_payment_service(bank)
@@ -337,11 +352,11 @@ async def test_many_concurrent_duplicates_deposit_once(
 async def test_expired_key_starts_a_new_payment(
     payment_service: PaymentService,
     bank: FakeBank,
-    store: Any,
-    clock: Any,
-    payment_policy: Any,
+    store: FakeStore,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     first = await payment_service.create(merchant, make_request(), "key-1")
     clock.advance(payment_policy.idempotency_ttl.total_seconds() + 1)
@@ -360,10 +375,10 @@ async def test_expired_key_starts_a_new_payment(
 async def test_expired_key_with_different_content_is_a_new_payment(
     payment_service: PaymentService,
     bank: FakeBank,
-    clock: Any,
-    payment_policy: Any,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     await payment_service.create(merchant, make_request(), "key-1")
     clock.advance(payment_policy.idempotency_ttl.total_seconds() + 1)
@@ -376,10 +391,10 @@ async def test_expired_key_with_different_content_is_a_new_payment(
 async def test_key_just_inside_the_ttl_still_replays(
     payment_service: PaymentService,
     bank: FakeBank,
-    clock: Any,
-    payment_policy: Any,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     first = await payment_service.create(merchant, make_request(), "key-1")
     clock.advance(payment_policy.idempotency_ttl.total_seconds() - 1)
@@ -394,7 +409,7 @@ async def test_keys_are_per_merchant(
     bank: FakeBank,
     merchant: Merchant,
     other_merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     one = await payment_service.create(merchant, make_request(), "shared-key")
     two = await payment_service.create(other_merchant, make_request(), "shared-key")
@@ -406,7 +421,7 @@ async def test_keys_are_per_merchant(
 
 
 async def test_no_key_means_no_deduplication(
-    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     one = await payment_service.create(merchant, make_request(), None)
     two = await payment_service.create(merchant, make_request(), None)
@@ -418,7 +433,7 @@ async def test_no_key_means_no_deduplication(
 
 
 async def test_get_own_payment(
-    payment_service: PaymentService, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     created = (await payment_service.create(merchant, make_request(), None)).payment
     assert await payment_service.get(merchant, created.id) == created
@@ -428,7 +443,7 @@ async def test_get_another_merchants_payment_is_not_found(
     payment_service: PaymentService,
     merchant: Merchant,
     other_merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     created = (await payment_service.create(merchant, make_request(), None)).payment
     with pytest.raises(NotFound) as info:
@@ -447,7 +462,7 @@ async def test_get_unknown_payment_is_not_found(
 
 
 def test_request_hash_is_keyed_and_hides_the_pan(
-    make_payment_service: Any, bank: FakeBank, make_request: Any
+    make_payment_service: MakePaymentService, bank: FakeBank, make_request: MakeRequest
 ) -> None:
     request = make_request(cvv="987")
     one = make_payment_service(bank, hash_key=b"key-one")
@@ -464,7 +479,7 @@ def test_request_hash_is_keyed_and_hides_the_pan(
 
 
 def test_request_hash_distinguishes_field_boundaries(
-    payment_service: PaymentService, make_request: Any
+    payment_service: PaymentService, make_request: MakeRequest
 ) -> None:
     """Different content must never hash the same (docs/design.md, Exactly once: 422).
 
@@ -478,7 +493,9 @@ def test_request_hash_distinguishes_field_boundaries(
     assert payment_service.request_hash(one) != payment_service.request_hash(two)
 
 
-def test_the_cvv_is_in_no_fingerprint(payment_service: PaymentService, make_request: Any) -> None:
+def test_the_cvv_is_in_no_fingerprint(
+    payment_service: PaymentService, make_request: MakeRequest
+) -> None:
     """PCI DSS 3.3.1.2: a hash of 3-4 digits can be brute-forced, so none is derived at all."""
     hashes = {payment_service.request_hash(make_request(cvv=f"{cvv:03d}")) for cvv in range(50)}
     assert len(hashes) == 1
@@ -486,7 +503,7 @@ def test_the_cvv_is_in_no_fingerprint(payment_service: PaymentService, make_requ
 
 
 async def test_a_retry_that_changes_only_the_cvv_is_the_same_request(
-    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, bank: FakeBank, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     first = await payment_service.create(merchant, make_request(cvv="123"), "key-cvv")
     retry = await payment_service.create(merchant, make_request(cvv="9876"), "key-cvv")
@@ -498,9 +515,9 @@ async def test_a_retry_that_changes_only_the_cvv_is_the_same_request(
 async def test_a_claim_whose_fingerprint_was_erased_replays_its_payment(
     payment_service: PaymentService,
     bank: FakeBank,
-    store: Any,
+    store: FakeStore,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """Migration 0002 erased the fingerprints that covered the CVV: never charge twice then."""
     first = await payment_service.create(merchant, make_request(), "key-old")
@@ -512,7 +529,7 @@ async def test_a_claim_whose_fingerprint_was_erased_replays_its_payment(
 
 
 async def test_stored_request_hash_is_the_keyed_hash(
-    payment_service: PaymentService, store: Any, merchant: Merchant, make_request: Any
+    payment_service: PaymentService, store: FakeStore, merchant: Merchant, make_request: MakeRequest
 ) -> None:
     request = make_request()
     payment = (await payment_service.create(merchant, request, "key-1")).payment
@@ -525,13 +542,13 @@ async def test_stored_request_hash_is_the_keyed_hash(
 
 
 async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
-    uow_factory: Any,
+    uow_factory: FakeUnitOfWorkFactory,
     vault: CardVault,
-    payment_policy: Any,
-    clock: Any,
+    payment_policy: PaymentPolicy,
+    clock: FakeClock,
     bank: FakeBank,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """If recording took longer than the reconciler's "never sent" grace, sending is unsafe."""
 
@@ -540,7 +557,7 @@ async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
             self.calls = 0
 
         def __call__(self, **kwargs: Any) -> Any:
-            uow = uow_factory(**kwargs)
+            uow: Any = uow_factory(**kwargs)  # Any: its commit is replaced below
             original_commit = uow.commit
             self.calls += 1
 
@@ -552,6 +569,9 @@ async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
             uow.commit = commit
             return uow
 
+        async def ping(self) -> None:
+            await uow_factory.ping()
+
     service = PaymentService(SlowToCommit(), bank, vault, b"k", payment_policy, clock=clock)
 
     outcome = await service.create(merchant, make_request(pan=APPROVED), None)
@@ -562,34 +582,41 @@ async def test_a_payment_recorded_too_late_is_not_sent_to_the_bank(
 
 
 async def test_a_commit_whose_answer_was_lost_is_still_sent_once(
-    uow_factory: Any,
+    uow_factory: FakeUnitOfWorkFactory,
     vault: CardVault,
-    payment_policy: Any,
-    clock: Any,
+    payment_policy: PaymentPolicy,
+    clock: FakeClock,
     bank: FakeBank,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """The first insert commits, but the connection drops before saying so."""
     from payment_gateway.service.errors import StorageUnavailable
 
-    state = {"lost": False}
+    class LosesTheFirstCommitsAnswer:
+        def __init__(self) -> None:
+            self.lost = False
 
-    def factory(**kwargs: Any) -> Any:
-        uow = uow_factory(**kwargs)
-        if kwargs or state["lost"]:
+        def __call__(self, **kwargs: Any) -> Any:
+            uow: Any = uow_factory(**kwargs)  # Any: its commit is replaced below
+            if kwargs or self.lost:
+                return uow
+            real_commit = uow.commit
+
+            async def commit() -> None:
+                await real_commit()
+                self.lost = True
+                raise StorageUnavailable("the database connection was lost")
+
+            uow.commit = commit
             return uow
-        real_commit = uow.commit
 
-        async def commit() -> None:
-            await real_commit()
-            state["lost"] = True
-            raise StorageUnavailable("the database connection was lost")
+        async def ping(self) -> None:
+            await uow_factory.ping()
 
-        uow.commit = commit
-        return uow
-
-    service = PaymentService(factory, bank, vault, b"k", payment_policy, clock=clock)
+    service = PaymentService(
+        LosesTheFirstCommitsAnswer(), bank, vault, b"k", payment_policy, clock=clock
+    )
 
     outcome = await service.create(merchant, make_request(pan=APPROVED), "lost-ack")
 
@@ -599,13 +626,13 @@ async def test_a_commit_whose_answer_was_lost_is_still_sent_once(
 
 
 async def test_an_unexpected_error_recording_the_outcome_is_never_a_500(
-    uow_factory: Any,
+    uow_factory: FakeUnitOfWorkFactory,
     vault: CardVault,
-    payment_policy: Any,
-    clock: Any,
+    payment_policy: PaymentPolicy,
+    clock: FakeClock,
     bank: FakeBank,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """After the bank call the card may be charged: the merchant gets the payment, not a 500."""
 

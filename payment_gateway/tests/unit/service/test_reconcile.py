@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
-from fakes import FakeBank, FakePaymentRepository
+from fakes import FakeBank, FakeClock, FakePaymentRepository, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
 from payment_gateway.service.operations import PaymentOperations
-from payment_gateway.service.payments import PaymentService
+from payment_gateway.service.payments import PaymentPolicy, PaymentService
+from payment_gateway.service.reconcile import ReconcilePolicy
 from payment_gateway.service.recording import TransactionalRecorder
+from payment_gateway.storage.vault import CardVault
 
-from ..conftest import OPERATION_POLICY
+from ..conftest import (
+    OPERATION_POLICY,
+    MakePaymentService,
+    MakeReconciler,
+    MakeRequest,
+    RequestFields,
+)
 
 PENDING = "4000000000009995"
 LONG_WAIT = 10_000.0  # past every backoff, lease and grace period in the policies
@@ -53,17 +61,22 @@ class DyingBank(CountingBank):
         raise ProcessKilled
 
 
-async def create(service: PaymentService, merchant: Merchant, make_request: Any, **kw: Any) -> str:
+async def create(
+    service: PaymentService,
+    merchant: Merchant,
+    make_request: MakeRequest,
+    **kw: Unpack[RequestFields],
+) -> str:
     return (await service.create(merchant, make_request(**kw), None)).payment.id
 
 
 async def test_processing_payment_succeeds_after_the_bank_settles(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = CountingBank()
     payment_id = await create(make_payment_service(bank), merchant, make_request, pan=PENDING)
@@ -93,12 +106,12 @@ async def test_processing_payment_succeeds_after_the_bank_settles(
 
 
 async def test_processing_payment_declined_after_settling(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = FakeBank()
     payment_id = await create(make_payment_service(bank), merchant, make_request, pan=PENDING)
@@ -111,11 +124,11 @@ async def test_processing_payment_declined_after_settling(
 
 
 async def test_not_due_yet_is_left_alone(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = CountingBank()
     payment_id = await create(make_payment_service(bank), merchant, make_request, pan=PENDING)
@@ -127,14 +140,14 @@ async def test_not_due_yet_is_left_alone(
 
 
 async def test_bank_404_within_the_grace_stays_open_then_fails(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
-    payment_policy: Any,
-    reconcile_policy: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
+    reconcile_policy: ReconcilePolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     payment_id = await create(make_payment_service(LostAnswerBank()), merchant, make_request)
     assert store.payment(payment_id).status is PaymentStatus.PROCESSING
@@ -161,12 +174,12 @@ async def test_bank_404_within_the_grace_stays_open_then_fails(
 
 @pytest.mark.parametrize("fault", list(BankFault))
 async def test_bank_fault_on_inquiry_leaves_the_payment_open(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
     fault: BankFault,
 ) -> None:
     payment_id = await create(make_payment_service(LostAnswerBank()), merchant, make_request)
@@ -183,12 +196,12 @@ async def test_bank_fault_on_inquiry_leaves_the_payment_open(
 
 @pytest.mark.parametrize("code", ["200", "999"])
 async def test_non_terminal_answer_leaves_the_payment_open(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
     code: str,
 ) -> None:
     payment_id = await create(make_payment_service(LostAnswerBank()), merchant, make_request)
@@ -200,12 +213,12 @@ async def test_non_terminal_answer_leaves_the_payment_open(
 
 
 async def test_terminal_payments_are_never_touched(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = CountingBank()
     service = make_payment_service(bank)
@@ -223,12 +236,12 @@ async def test_terminal_payments_are_never_touched(
 
 
 async def test_payment_turning_terminal_during_the_inquiry_is_not_overwritten(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """Claimed while processing; the request finishes it as failed while we ask the bank."""
     payment_id = await create(make_payment_service(LostAnswerBank()), merchant, make_request)
@@ -249,13 +262,13 @@ async def test_payment_turning_terminal_during_the_inquiry_is_not_overwritten(
 
 
 async def test_dead_request_is_resolved_by_inquiry_not_a_second_charge(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
-    payment_policy: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     bank = DyingBank()
     with pytest.raises(ProcessKilled):
@@ -282,12 +295,12 @@ async def test_dead_request_is_resolved_by_inquiry_not_a_second_charge(
 
 
 async def test_dead_request_the_bank_never_saw_fails_after_the_grace(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     class DiesBeforeSending(FakeBank):
         async def deposit(self, payment_id: str, request: PaymentRequest) -> Any:
@@ -306,12 +319,12 @@ async def test_dead_request_the_bank_never_saw_fails_after_the_grace(
 
 
 async def test_claims_push_the_next_attempt_into_the_future(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """Two passes at the same instant: the second finds nothing due (one claim at a time)."""
     payment_id = await create(make_payment_service(LostAnswerBank()), merchant, make_request)
@@ -320,17 +333,19 @@ async def test_claims_push_the_next_attempt_into_the_future(
     first = await make_reconciler(bank).reconcile_due_payments()
     second = await make_reconciler(bank).reconcile_due_payments()
     assert (first.claimed, second.claimed) == (1, 0)
-    assert store.payments[payment_id].next_attempt_at > clock()
+    next_attempt_at = store.payments[payment_id].next_attempt_at
+    assert next_attempt_at is not None
+    assert next_attempt_at > clock()
 
 
 async def test_release_expired_idempotency_keys(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
-    reconcile_policy: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
+    reconcile_policy: ReconcilePolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     service = make_payment_service(FakeBank())
     old = (await service.create(merchant, make_request(), "old-key")).payment.id
@@ -343,12 +358,12 @@ async def test_release_expired_idempotency_keys(
 
 
 async def test_dead_request_the_bank_reports_pending_leaves_init(
-    make_payment_service: Any,
-    make_reconciler: Any,
-    store: Any,
-    clock: Any,
+    make_payment_service: MakePaymentService,
+    make_reconciler: MakeReconciler,
+    store: FakeStore,
+    clock: FakeClock,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
 ) -> None:
     """Once the reconciler has reached the bank, the payment is no longer ``init``.
 
@@ -375,13 +390,13 @@ async def test_dead_request_the_bank_reports_pending_leaves_init(
 
 
 async def test_claims_no_more_than_it_can_ask_about_at_once(
-    uow_factory: Any,
-    reconcile_policy: Any,
-    clock: Any,
-    vault: Any,
-    payment_policy: Any,
+    uow_factory: FakeUnitOfWorkFactory,
+    reconcile_policy: ReconcilePolicy,
+    clock: FakeClock,
+    vault: CardVault,
+    payment_policy: PaymentPolicy,
     merchant: Merchant,
-    make_request: Any,
+    make_request: MakeRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Each claim's lease lasts one inquiry: a replica must not sit on claims it cannot serve."""

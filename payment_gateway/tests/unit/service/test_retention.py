@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from fakes import FakeBank
+from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import Payment, PaymentStatus
 from payment_gateway.service.ports import NewPayment, StoredCard
 from payment_gateway.service.retention import CardDataEraser, RetentionPolicy
 
+from ..conftest import MakeReconciler
+
 RETENTION = timedelta(days=30)
 
 
 async def add_payment(
-    uow_factory: Any, clock: Any, name: str, status: PaymentStatus, age: timedelta
+    uow_factory: FakeUnitOfWorkFactory,
+    clock: FakeClock,
+    name: str,
+    status: PaymentStatus,
+    age: timedelta,
 ) -> None:
     created = clock() - age
     payment = Payment(
@@ -37,13 +42,13 @@ async def add_payment(
         await uow.commit()
 
 
-def erased(store: Any, name: str) -> bool:
+def erased(store: FakeStore, name: str) -> bool:
     card = store.payments[name].card
     return card.pan_encrypted == b"" and card.holder_name_encrypted is None
 
 
 async def test_only_old_terminal_payments_lose_their_card_data(
-    uow_factory: Any, store: Any, clock: Any
+    uow_factory: FakeUnitOfWorkFactory, store: FakeStore, clock: FakeClock
 ) -> None:
     old = RETENTION + timedelta(seconds=1)
     await add_payment(uow_factory, clock, "old-succeeded", PaymentStatus.SUCCEEDED, old)
@@ -67,7 +72,7 @@ async def test_only_old_terminal_payments_lose_their_card_data(
 
 
 async def test_erases_in_bounded_batches_and_leaves_the_rest_for_the_next_call(
-    uow_factory: Any, store: Any, clock: Any
+    uow_factory: FakeUnitOfWorkFactory, store: FakeStore, clock: FakeClock
 ) -> None:
     for index in range(5):
         await add_payment(
@@ -87,8 +92,11 @@ async def test_erases_in_bounded_batches_and_leaves_the_rest_for_the_next_call(
     assert await eraser.erase_expired() == 1
 
 
-class RecordingEraser:
-    def __init__(self) -> None:
+class RecordingEraser(CardDataEraser):
+    """Erases nothing; records that it was called."""
+
+    def __init__(self, uow_factory: FakeUnitOfWorkFactory) -> None:
+        super().__init__(uow_factory, RetentionPolicy(RETENTION))
         self.called = asyncio.Event()
 
     async def erase_expired(self) -> int:
@@ -96,8 +104,10 @@ class RecordingEraser:
         return 0
 
 
-async def test_the_reconciler_loop_runs_the_eraser(make_reconciler: Any) -> None:
-    eraser = RecordingEraser()
+async def test_the_reconciler_loop_runs_the_eraser(
+    make_reconciler: MakeReconciler, uow_factory: FakeUnitOfWorkFactory
+) -> None:
+    eraser = RecordingEraser(uow_factory)
     task = asyncio.create_task(make_reconciler(FakeBank()).run_forever(eraser))
     try:
         await asyncio.wait_for(eraser.called.wait(), timeout=5)
