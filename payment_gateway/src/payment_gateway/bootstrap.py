@@ -65,7 +65,6 @@ def operation_policy(settings: Settings) -> OperationPolicy:
     return OperationPolicy(
         in_flight=timedelta(seconds=settings.in_flight_seconds),
         first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
-        idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
     )
 
 

@@ -29,7 +29,6 @@ AUTHORIZATION_TTL = timedelta(days=7)
 OPERATION_POLICY = OperationPolicy(
     in_flight=IN_FLIGHT,
     first_reconcile_delay=FIRST_RECONCILE_DELAY,
-    idempotency_ttl=IDEMPOTENCY_TTL,
 )
 
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import structlog
 
+from payment_gateway import audit
 from payment_gateway.domain.bank import resolve_operation
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.operations import (
@@ -59,7 +60,6 @@ MAX_REFUNDS_LISTED = 100
 class OperationPolicy:
     in_flight: timedelta  # an operation younger than this may still have its request running
     first_reconcile_delay: timedelta
-    idempotency_ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +134,14 @@ class PaymentOperations:
     async def get_refund(self, merchant: Merchant, refund_id: str) -> Operation:
         async with self._uow(read_only=True, single_statement=True) as uow:
             operation = await uow.operations.get(refund_id, merchant.id)
-        if operation is None or operation.kind is not OperationKind.REFUND:
+        found = operation is not None and operation.kind is OperationKind.REFUND
+        audit.record("refund_read", merchant_id=merchant.id, refund_id=refund_id, found=found)
+        if operation is None or not found:
             raise NotFound(f"no refund {refund_id}")
         return operation
 
     async def list_refunds(self, merchant: Merchant, payment_id: str) -> list[Operation]:
+        audit.record("refunds_listed", merchant_id=merchant.id, payment_id=payment_id)
         async with self._uow(read_only=True) as uow:
             if await uow.payments.get(payment_id, merchant.id) is None:
                 raise NotFound(f"no payment {payment_id}")

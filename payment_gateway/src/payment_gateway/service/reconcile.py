@@ -192,6 +192,7 @@ class Reconciler:
         cutoff = self._clock() - self._policy.idempotency_ttl
         async with self._uow() as uow:
             count = await uow.payments.release_expired_idempotency_keys(cutoff)
+            count += await uow.operations.release_expired_idempotency_keys(cutoff)
             await uow.commit()
         return count
 
