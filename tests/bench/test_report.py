@@ -28,6 +28,7 @@ def rebuild(report: Report) -> Report:
         datetime.fromisoformat(report.date),
         report.elapsed_s,
         report.fair_use.runs if report.fair_use else None,
+        report.listing,
     )
 
 
