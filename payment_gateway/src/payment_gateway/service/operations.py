@@ -9,8 +9,6 @@ answer left `pending` for the reconciler, which asks the bank and never repeats 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,12 +31,12 @@ from payment_gateway.logging_setup import current_request_id
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
     FieldError,
-    IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
     RequestInProgress,
     WrongStatus,
 )
+from payment_gateway.service.idempotency import ensure_replayable, fingerprint
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     BankAdapter,
@@ -156,8 +154,8 @@ class PaymentOperations:
     ) -> OperationResult:
         idempotency = None
         if idempotency_key is not None:
-            digest = hmac.new(self._hash_key, request.fingerprint_material(), hashlib.sha256)
-            idempotency = IdempotencyRecord(idempotency_key, digest.hexdigest())
+            digest = fingerprint(self._hash_key, request.fingerprint_material())
+            idempotency = IdempotencyRecord(idempotency_key, digest)
         if idempotency is not None:
             # A retry must be answered as a retry even when the payment has moved on since.
             replay = await self._replay(merchant, request.kind, idempotency)
@@ -250,21 +248,13 @@ class PaymentOperations:
             found = await uow.operations.find_by_idempotency_key(merchant.id, kind, idempotency.key)
         if found is None:
             return None
-        if found.request_hash is not None and not hmac.compare_digest(
-            found.request_hash, idempotency.request_hash
-        ):
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request",
-                errors=[FieldError("Idempotency-Key", "was already used with different content")],
-            )
         operation = found.operation
-        if (
-            operation.status is OperationStatus.PENDING
-            and operation.created_at > self._clock() - self._policy.in_flight
-        ):
-            raise RequestInProgress(
-                "a request with this Idempotency-Key is still being processed; retry later"
-            )
+        ensure_replayable(
+            found.request_hash,
+            idempotency.request_hash,
+            in_flight=operation.status is OperationStatus.PENDING
+            and operation.created_at > self._clock() - self._policy.in_flight,
+        )
         return await self._current(merchant, operation.id, replayed=True)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,12 +25,10 @@ from payment_gateway.domain.payment import (
 from payment_gateway.logging_setup import current_request_id
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
-    FieldError,
-    IdempotencyKeyReused,
     NotFound,
-    RequestInProgress,
     StorageUnavailable,
 )
+from payment_gateway.service.idempotency import ensure_replayable, fingerprint
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     BankAdapter,
@@ -97,7 +93,7 @@ class PaymentService:
         self._clock = clock
 
     def request_hash(self, request: PaymentRequest) -> str:
-        return hmac.new(self._hash_key, request.fingerprint_material(), hashlib.sha256).hexdigest()
+        return fingerprint(self._hash_key, request.fingerprint_material())
 
     async def create(
         self, merchant: Merchant, request: PaymentRequest, idempotency_key: str | None
@@ -249,23 +245,12 @@ class PaymentService:
                 )
                 await uow.commit()
                 return None
-        # A claim without a fingerprint predates migration 0002, which erased the ones that
-        # covered the CVV: its content cannot be compared, so it answers as a replay (never a
-        # second charge). Such claims are gone once the idempotency TTL has passed.
-        if found.request_hash is not None and not hmac.compare_digest(
-            found.request_hash, idempotency.request_hash
-        ):
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request",
-                errors=[FieldError("Idempotency-Key", "was already used with different content")],
-            )
-        if (
-            payment.status is PaymentStatus.INIT
-            and payment.created_at > now - self._policy.in_flight
-        ):
-            raise RequestInProgress(
-                "a request with this Idempotency-Key is still being processed; retry later"
-            )
+        ensure_replayable(
+            found.request_hash,
+            idempotency.request_hash,
+            in_flight=payment.status is PaymentStatus.INIT
+            and payment.created_at > now - self._policy.in_flight,
+        )
         return payment
 
     async def get(self, merchant: Merchant, payment_id: str) -> Payment:
