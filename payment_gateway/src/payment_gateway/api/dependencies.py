@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
 
+from payment_gateway.api.bearer import bearer_credentials
 from payment_gateway.api.rate_limit import RateLimiter, client_address
 from payment_gateway.bootstrap import Services
 from payment_gateway.domain.merchant import Merchant
@@ -47,7 +47,12 @@ async def authenticate_merchant(
 MerchantDep = Annotated[Merchant, Depends(authenticate)]
 
 
+async def services_and_merchant(request: Request) -> tuple[Services, Merchant]:
+    """For routes that read their request themselves (to authenticate before the body)."""
+    services: Services = request.app.state.services
+    return services, await authenticate_merchant(services, request, bearer_token(request))
+
+
 def bearer_token(request: Request) -> str | None:
     """The credentials of ``Authorization: Bearer <token>``, read as HTTPBearer reads them."""
-    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
-    return credentials if scheme.lower() == "bearer" and credentials else None
+    return bearer_credentials(request.headers.get("authorization"))

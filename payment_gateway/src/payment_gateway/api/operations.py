@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, Response
 from payment_gateway.api.dependencies import (
     MerchantDep,
     ServicesDep,
-    authenticate_merchant,
-    bearer_token,
+    services_and_merchant,
 )
 from payment_gateway.api.routes import (
     IDEMPOTENCY_KEY_DOCS,
@@ -30,7 +29,6 @@ from payment_gateway.api.schemas import (
     payment_document,
     refund_document,
 )
-from payment_gateway.bootstrap import Services
 from payment_gateway.domain.operations import OperationStatus
 from payment_gateway.service.errors import BankDeclined, NotFound
 from payment_gateway.service.operations import OperationResult
@@ -79,15 +77,9 @@ def _settlement_answer(result: OperationResult) -> Response:
     return json_response(payment_document(result.payment), status, headers)
 
 
-async def _services_and_merchant(request: Request) -> tuple[Services, Any]:
-    services: Services = request.app.state.services
-    merchant = await authenticate_merchant(services, request, bearer_token(request))
-    return services, merchant
-
-
 async def capture_payment(payment_id: str, request: Request) -> Response:
     """Capture an authorized payment, in full or in part (the rest is released)."""
-    services, merchant = await _services_and_merchant(request)
+    services, merchant = await services_and_merchant(request)
     idempotency_key = idempotency_key_of(request)
     body = await read_body(request, CaptureCreate, "the capture", optional=True)
     result = await services.operations.capture(merchant, payment_id, body.amount, idempotency_key)
@@ -96,7 +88,7 @@ async def capture_payment(payment_id: str, request: Request) -> Response:
 
 async def cancel_payment(payment_id: str, request: Request) -> Response:
     """Cancel an authorized payment: the hold on the card is released."""
-    services, merchant = await _services_and_merchant(request)
+    services, merchant = await services_and_merchant(request)
     idempotency_key = idempotency_key_of(request)
     result = await services.operations.cancel(merchant, payment_id, idempotency_key)
     return _settlement_answer(result)
@@ -104,7 +96,7 @@ async def cancel_payment(payment_id: str, request: Request) -> Response:
 
 async def create_refund(payment_id: str, request: Request) -> Response:
     """Refund a succeeded payment, in full or in part, as many times as what is left allows."""
-    services, merchant = await _services_and_merchant(request)
+    services, merchant = await services_and_merchant(request)
     idempotency_key = idempotency_key_of(request)
     body = await read_body(request, RefundCreate, "the refund", optional=True)
     result = await services.operations.refund(

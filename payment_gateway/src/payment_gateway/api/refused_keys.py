@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from payment_gateway.api.bearer import bearer_credentials
 from payment_gateway.api.problems import PROBLEM_JSON
 from payment_gateway.metrics import RATE_LIMIT_HELD, RATE_LIMITED
 from payment_gateway.service.merchants import hash_api_key
@@ -147,10 +148,8 @@ class RefusedKeyMiddleware:
 
 
 def _bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The token of ``Authorization: Bearer <token>``, parsed as HTTPBearer parses it."""
+    """The token the limiter keyed its refusal on: parsed exactly as the routes parse it."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
+            return bearer_credentials(value.decode("latin-1"))
     return None
