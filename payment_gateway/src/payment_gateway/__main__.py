@@ -6,6 +6,9 @@ merchants add-key NAME       issue another key for a merchant (for rotation)
 merchants list               list keys by prefix (keys themselves are never stored)
 merchants revoke PREFIX      revoke the key(s) with that prefix
 rotate-card-keys             re-encrypt stored cards under the newest CARD_ENCRYPTION_KEYS key
+webhooks listen --secret S   receive webhooks locally, verify each, print one line per event
+  [--port 9000] [--host 127.0.0.1] [--json]   (--secret again for each secret during a rotation;
+                             needs no database and no gateway settings)
 """
 
 from __future__ import annotations
@@ -79,7 +82,31 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("revoke", help="revoke a key by prefix").add_argument("prefix")
     rotate = commands.add_parser("rotate-card-keys", help="re-encrypt cards under the newest key")
     rotate.add_argument("--batch-size", type=int, default=500)
+    webhooks = commands.add_parser("webhooks", help="webhook tools for developers")
+    tools = webhooks.add_subparsers(dest="action", required=True)
+    listen = tools.add_parser("listen", help="receive, verify and print webhooks locally")
+    listen.add_argument("--port", type=int, default=9000)
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument(
+        "--secret", action="append", required=True, help="the endpoint's whsec_… secret"
+    )
+    listen.add_argument("--json", action="store_true", help="print each event's whole body")
     return parser
+
+
+def _webhooks_listen(args: argparse.Namespace) -> int:
+    # Imported here: the other commands need none of it.
+    from payment_gateway.webhooks.listen import listen
+    from payment_gateway.webhooks.verification import is_webhook_secret
+
+    for secret in args.secret:
+        if not is_webhook_secret(secret):
+            print(
+                "error: --secret must be a whsec_… secret (base64 after the prefix)",
+                file=sys.stderr,
+            )
+            return 2
+    return listen(args.host, args.port, args.secret, as_json=args.json)
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,6 +120,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "webhooks":
+        return _webhooks_listen(args)  # a developer tool: no settings, no database
     settings = Settings()
     configure_logging(settings.log_level, settings.effective_log_format)
     structlog.contextvars.bind_contextvars(actor=audit.operator())

@@ -30,6 +30,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         f"{PACKAGE}.storage",
         f"{PACKAGE}.bank",
         f"{PACKAGE}.service",
+        f"{PACKAGE}.webhooks",
     ),
     # Use cases: they reach storage and the bank only through the interfaces in service/ports.
     "service": (
@@ -39,12 +40,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         f"{PACKAGE}.api",
         f"{PACKAGE}.storage",
         f"{PACKAGE}.bank",
+        f"{PACKAGE}.webhooks",
     ),
     # The HTTP edge talks to the use cases, never to the database or the bank.
     "api": (*DATABASE, *HTTP_CLIENT, f"{PACKAGE}.storage", f"{PACKAGE}.bank"),
     # Adapters implement the ports; they know nothing of the web edge or of each other.
     "storage": (*WEB, *HTTP_CLIENT, f"{PACKAGE}.api", f"{PACKAGE}.bank"),
     "bank": (*WEB, *DATABASE, f"{PACKAGE}.api", f"{PACKAGE}.storage"),
+    "webhooks": (*WEB, *DATABASE, f"{PACKAGE}.api", f"{PACKAGE}.storage", f"{PACKAGE}.bank"),
 }
 
 # Known violations, each a (file relative to the package, forbidden module) pair. An entry is

@@ -1,0 +1,237 @@
+"""Sends one signed webhook attempt to a merchant's URL (Standard Webhooks).
+
+Each attempt checks the URL again (addresses.py: the name may resolve elsewhere since it was
+registered) and connects to the very address it checked: the URL's host is replaced by that
+IP, the Host header keeps the name, and for https the ``sni_hostname`` extension makes TLS
+send and verify the name. Redirects are never followed, since a redirect could point anywhere
+the checks refuse. Every fault comes back as a SendResult: a delivery loop never has to catch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks import Webhook
+
+from payment_gateway.domain.webhooks import (
+    EXCERPT_BYTES,
+    SendResult,
+    UnsafeWebhookUrl,
+    WebhookMessage,
+)
+from payment_gateway.webhooks.addresses import ResolvedUrl, UrlGuard
+from payment_gateway.webhooks.retry_after import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "payment-gateway-webhooks/1.0"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+_ERROR_CHARS = 200
+
+
+def sign(message: WebhookMessage, timestamp: int) -> str:
+    """The `webhook-signature` header: one ``v1,<base64>`` per secret, by the library."""
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
+    text = message.body.decode("utf-8")  # the library signs text; UTF-8 gives the body's bytes
+    return " ".join(
+        Webhook(secret).sign(message.event_id, when, text) for secret in message.secrets
+    )
+
+
+class HttpWebhookSender:
+    """POSTs webhook messages; one keep-alive pool per host name, closed by ``aclose()``.
+
+    A pool per name rather than one for all: pooled connections are keyed by the IP in the
+    URL, and two names on one IP (a shared host, a CDN) must not share a TLS connection that
+    was verified for only one of them. The least recently used idle pools are closed beyond
+    ``max_hosts``.
+    """
+
+    def __init__(
+        self,
+        guard: UrlGuard,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        tls_context: ssl.SSLContext | None = None,
+        max_connections_per_host: int = 10,
+        max_hosts: int = 256,
+    ) -> None:
+        self._guard = guard
+        self._timeout = timeout_seconds
+        self._tls: ssl.SSLContext | bool = tls_context if tls_context is not None else True
+        self._limits = httpx.Limits(
+            max_connections=max_connections_per_host,
+            max_keepalive_connections=max_connections_per_host,
+            keepalive_expiry=4.0,  # below common server idle timeouts (uvicorn's is 5 s)
+        )
+        self._max_hosts = max_hosts
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._busy: Counter[str] = Counter()
+
+    async def aclose(self) -> None:
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            await client.aclose()
+
+    async def send(self, url: str, message: WebhookMessage) -> SendResult:
+        started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                resolved = await self._guard.check(url)
+        except UnsafeWebhookUrl as exc:
+            return _failed(started, f"unsafe url: {exc.reason}")
+        except TimeoutError:
+            return _failed(started, "timeout")
+        timestamp = int(time.time())
+        try:
+            signature = sign(message, timestamp)
+        except Exception:  # a corrupt stored secret; never shown, it is a secret
+            return _failed(started, "cannot sign: a secret is not a valid whsec_ secret")
+        try:
+            return await self._post(resolved, message, (timestamp, signature), started, deadline)
+        except Exception:
+            # A bug of ours: still an attempt that failed, not a crashed delivery loop.
+            log.exception("webhook %s to %s failed unexpectedly", message.event_id, resolved.host)
+            return _failed(started, "unexpected error")
+
+    async def _post(
+        self,
+        resolved: ResolvedUrl,
+        message: WebhookMessage,
+        signed: tuple[int, str],
+        started: float,
+        deadline: float,
+    ) -> SendResult:
+        url = httpx.URL(resolved.url).copy_with(fragment=None)
+        headers = {
+            "host": url.netloc.decode("ascii"),
+            "webhook-id": message.event_id,
+            "webhook-timestamp": str(signed[0]),
+            "webhook-signature": signed[1],
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "accept-encoding": "identity",  # the excerpt is read raw: no decompression bomb
+        }
+        extensions = {"sni_hostname": resolved.host} if resolved.scheme == "https" else {}
+        refused: httpx.ConnectError | None = None
+        async with self._client(resolved.host) as client:
+            for address in resolved.addresses:
+                request = client.build_request(
+                    "POST",
+                    url.copy_with(host=address),
+                    content=message.body,
+                    headers=headers,
+                    extensions=extensions,
+                )
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        response = await client.send(request, stream=True)
+                except httpx.ConnectError as exc:
+                    refused = exc  # nothing was sent: the next address may answer
+                    continue
+                except (httpx.HTTPError, TimeoutError) as exc:
+                    return _failed(started, _describe(exc))
+                return await _answered(response, started, deadline)
+        assert refused is not None, "a checked URL has at least one address"
+        return _failed(started, _describe(refused))
+
+    @contextlib.asynccontextmanager
+    async def _client(self, host: str) -> AsyncIterator[httpx.AsyncClient]:
+        client = self._clients.pop(host, None) or httpx.AsyncClient(
+            verify=self._tls,
+            limits=self._limits,
+            timeout=self._timeout,
+            follow_redirects=False,
+            # No proxy, no .netrc from the environment: a proxy would connect by name, not to
+            # the address that was checked.
+            trust_env=False,
+        )
+        self._clients[host] = client  # most recently used last
+        self._busy[host] += 1
+        try:
+            yield client
+        finally:
+            self._busy[host] -= 1
+            if not self._busy[host]:
+                del self._busy[host]
+            await self._close_idle_beyond_limit()
+
+    async def _close_idle_beyond_limit(self) -> None:
+        while len(self._clients) > self._max_hosts:
+            idle = next((host for host in self._clients if not self._busy[host]), None)
+            if idle is None:
+                return  # all in use: over the limit for a moment, never closed under a send
+            await self._clients.pop(idle).aclose()
+
+
+async def _answered(response: httpx.Response, started: float, deadline: float) -> SendResult:
+    excerpt = bytearray()
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for chunk in response.aiter_raw():
+                excerpt += chunk[: EXCERPT_BYTES - len(excerpt)]
+                if len(excerpt) >= EXCERPT_BYTES:
+                    break  # the rest is not read: a receiver cannot make us download a file
+    except (httpx.HTTPError, TimeoutError):
+        pass  # the status has come, and it is the answer; the excerpt is what came with it
+    finally:
+        await response.aclose()
+    status = response.status_code
+    return SendResult(
+        status_code=status,
+        duration_ms=_elapsed_ms(started),
+        error="redirects are not followed" if 300 <= status < 400 else None,
+        response_excerpt=excerpt.decode("utf-8", errors="replace"),
+        retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def _failed(started: float, error: str) -> SendResult:
+    return SendResult(
+        status_code=None,
+        duration_ms=_elapsed_ms(started),
+        error=error,
+        response_excerpt=None,
+        retry_after_seconds=None,
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for an attempt's log and the deliveries list."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    causes = _causes(exc)
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes) or (
+        "refused" in str(exc).lower()
+    ):
+        return "connection refused"
+    if any(isinstance(cause, ssl.SSLError) for cause in causes):
+        return f"tls error: {exc}"[:_ERROR_CHARS]
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect: {exc}"[:_ERROR_CHARS]
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"protocol error: {exc}"[:_ERROR_CHARS]
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
