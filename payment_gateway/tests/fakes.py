@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.events import Event
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.domain.operations import Operation, OperationKind, OperationStatus
 from payment_gateway.domain.payment import (
@@ -99,6 +100,7 @@ class FakeStore:
     merchant_created: dict[str, datetime] = field(default_factory=dict)
     keys: dict[str, KeyRow] = field(default_factory=dict)
     operations: dict[str, OperationRow] = field(default_factory=dict)
+    events: dict[str, Event] = field(default_factory=dict)  # the outbox
     commits: int = 0
 
     def payment(self, payment_id: str) -> Payment:
@@ -200,6 +202,10 @@ class FakePaymentRepository(FakePaymentListing):
         if row is None or row.payment.merchant_id != merchant_id:
             return None
         return copy.deepcopy(row.payment)
+
+    async def get_many(self, payment_ids: Sequence[str]) -> list[Payment]:
+        rows = [self._work.payments.get(payment_id) for payment_id in payment_ids]
+        return [copy.deepcopy(row.payment) for row in rows if row is not None]
 
     async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None:
         row = _claimed(self._work.payments, merchant_id, key)
@@ -562,6 +568,17 @@ class FakeCardRepository:
         return len(due)
 
 
+class FakeEventRepository:
+    def __init__(self, work: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._dirty = dirty
+
+    async def add_many(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._work.events[event.id] = event
+            self._dirty.add(f"event:{event.id}")
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, *, read_only: bool = False) -> None:
         self._store = store
@@ -572,6 +589,7 @@ class FakeUnitOfWork:
         self._merchants: FakeMerchantRepository | None = None
         self._cards: FakeCardRepository | None = None
         self._operations: FakeOperationRepository | None = None
+        self._events: FakeEventRepository | None = None
         self.committed = False
 
     @property
@@ -594,6 +612,11 @@ class FakeUnitOfWork:
         assert self._cards is not None, "used outside 'async with'"
         return self._cards
 
+    @property
+    def events(self) -> FakeEventRepository:
+        assert self._events is not None, "used outside 'async with'"
+        return self._events
+
     async def __aenter__(self) -> Self:
         self._work = self._store.snapshot()
         self._dirty = set()
@@ -601,6 +624,7 @@ class FakeUnitOfWork:
         self._merchants = FakeMerchantRepository(self._work, self._store, self._dirty)
         self._cards = FakeCardRepository(self._work, self._dirty)
         self._operations = FakeOperationRepository(self._work, self._store, self._dirty)
+        self._events = FakeEventRepository(self._work, self._dirty)
         return self
 
     async def __aexit__(
@@ -615,6 +639,7 @@ class FakeUnitOfWork:
         self._merchants = None
         self._cards = None
         self._operations = None
+        self._events = None
 
     async def commit(self) -> None:
         work = self._work
@@ -630,6 +655,8 @@ class FakeUnitOfWork:
                 self._store.keys[ident] = copy.deepcopy(work.keys[ident])
             elif kind == "operation":
                 self._store.operations[ident] = copy.deepcopy(work.operations[ident])
+            elif kind == "event":
+                self._store.events[ident] = work.events[ident]
             else:
                 self._store.payments[item] = copy.deepcopy(work.payments[item])
         self._dirty.clear()

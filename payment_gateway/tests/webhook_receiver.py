@@ -143,6 +143,7 @@ class WebhookReceiver:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
+            interface="asgi3",  # a bound method: uvicorn would otherwise guess ASGI 2
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=1,  # a slow answer in progress does not hold up a stop

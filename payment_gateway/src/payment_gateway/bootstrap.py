@@ -14,6 +14,8 @@ from datetime import timedelta
 
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
+from payment_gateway.domain.deliveries import DeliverySchedule
+from payment_gateway.service.delivery import DeliveryPolicy, WebhookDelivery
 from payment_gateway.service.group_commit import GroupCommitRecorder
 from payment_gateway.service.merchants import MerchantService
 from payment_gateway.service.operations import OperationPolicy, PaymentOperations
@@ -22,11 +24,14 @@ from payment_gateway.service.ports import BankAdapter
 from payment_gateway.service.reconcile import ReconcilePolicy, Reconciler
 from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.service.retention import CardDataEraser, RetentionPolicy
+from payment_gateway.service.webhooks import WebhookService
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.key_checks import verify_key_checks
 from payment_gateway.storage.migrate import migrate
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 from payment_gateway.storage.vault import CardVault
+from payment_gateway.webhooks.addresses import UrlGuard
+from payment_gateway.webhooks.sender import HttpWebhookSender
 
 
 @dataclass(slots=True)
@@ -42,12 +47,16 @@ class Services:
     reconciler: Reconciler
     card_data_eraser: CardDataEraser
     recorder: GroupCommitRecorder
+    webhooks: WebhookService
+    delivery: WebhookDelivery
+    _webhook_sender: HttpWebhookSender = field(repr=False)
     _http_bank: HttpBankAdapter | None = field(default=None, repr=False)
 
     async def aclose(self) -> None:
         await self.recorder.aclose()  # the batch being written: its requests wait for it
         if self._http_bank is not None:
             await self._http_bank.aclose()
+        await self._webhook_sender.aclose()
         await self.uow.dispose()
 
 
@@ -80,6 +89,19 @@ def reconcile_policy(settings: Settings) -> ReconcilePolicy:
     )
 
 
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        schedule=DeliverySchedule(
+            retry_delays_seconds=settings.webhook_retry_delay_seconds,
+            jitter=settings.webhook_retry_jitter,
+            disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
+        ),
+        lease_seconds=settings.webhook_lease_seconds,
+        poll_interval_seconds=settings.webhook_poll_interval_seconds,
+        event_retention=timedelta(days=settings.event_retention_days),
+    )
+
+
 async def build_services(
     settings: Settings, bank: BankAdapter | None = None, *, pool_size: int | None = None
 ) -> Services:
@@ -103,7 +125,10 @@ async def build_services(
             max_connections=settings.bank_max_connections,
             api_key=settings.bank_api_key.get_secret_value() or None,
         )
-    single = TransactionalRecorder(uow)
+    url_guard = UrlGuard(allow_private=settings.webhook_private_urls_allowed)
+    sender = HttpWebhookSender(url_guard, timeout_seconds=settings.webhook_timeout_seconds)
+    delivery = WebhookDelivery(uow, sender, vault, delivery_policy(settings))
+    single = TransactionalRecorder(uow, on_events=delivery.wake)
     recorder = GroupCommitRecorder(single)
     operations = PaymentOperations(
         uow, single, bank, settings.idempotency_key_bytes, operation_policy(settings)
@@ -128,6 +153,9 @@ async def build_services(
             uow, RetentionPolicy(retention=timedelta(days=settings.card_data_retention_days))
         ),
         recorder=recorder,
+        webhooks=WebhookService(uow, vault, url_guard),
+        delivery=delivery,
+        _webhook_sender=sender,
         _http_bank=http_bank,
     )
 

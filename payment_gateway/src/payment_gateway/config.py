@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     rate_limit_max_held: int = Field(default=256, ge=0)
     redis_url: SecretStr = SecretStr("")  # unset: each process counts alone
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    # Webhooks (service/delivery.py). None: allowed outside production only (SSRF).
+    webhook_allow_private_urls: bool | None = None
+    webhook_delivery_enabled: bool = True  # run this replica's delivery worker
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Seconds between attempts after each failure; one attempt more than delays in all.
+    webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, lt=1)
+    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_disable_after_seconds: float = Field(default=5 * 86_400, gt=0)  # all failing
+    event_retention_days: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _rate_limit_window_is_whole_seconds(self) -> Settings:
@@ -87,6 +97,16 @@ class Settings(BaseSettings):
         url = self.redis_url.get_secret_value()
         if url and not url.startswith(("redis://", "rediss://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_webhook_retry_delays(self) -> Settings:
+        try:
+            delays = self.webhook_retry_delay_seconds
+        except ValueError:
+            delays = ()
+        if not delays or any(delay <= 0 for delay in delays):
+            raise ValueError("WEBHOOK_RETRY_DELAYS must be comma-separated positive seconds")
         return self
 
     @model_validator(mode="after")
@@ -144,6 +164,11 @@ class Settings(BaseSettings):
             )
         if self.demo_merchants:
             problems.append("DEMO_MERCHANTS=true is refused")
+        if self.webhook_allow_private_urls:
+            problems.append(
+                "WEBHOOK_ALLOW_PRIVATE_URLS=true is refused: a webhook URL could then reach "
+                "the gateway's own network"
+            )
         return problems
 
     @property
@@ -182,6 +207,21 @@ class Settings(BaseSettings):
     def reconcile_lease_seconds(self) -> float:
         """How long a reconciler's claim keeps other replicas away: longer than an inquiry."""
         return self.bank_timeout_seconds + 1
+
+    @property
+    def webhook_private_urls_allowed(self) -> bool:
+        if self.webhook_allow_private_urls is None:
+            return not self.is_production
+        return self.webhook_allow_private_urls
+
+    @property
+    def webhook_retry_delay_seconds(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_delays.split(",") if part.strip())
+
+    @property
+    def webhook_lease_seconds(self) -> float:
+        """How long a worker's claim on a delivery lasts: longer than a send may take."""
+        return self.webhook_timeout_seconds + 20.0
 
     @property
     def effective_rate_limit_burst(self) -> int:

@@ -20,6 +20,7 @@ from payment_gateway.api.refused_keys import RefusedKeyMiddleware, RefusedKeys
 from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.api.security_headers import SecurityHeadersMiddleware
+from payment_gateway.api.webhooks import webhooks_router
 from payment_gateway.bootstrap import build_services
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
@@ -63,11 +64,13 @@ def create_app(
             if settings.metrics_port
             else None
         )
-        task = (
-            asyncio.create_task(services.reconciler.run_forever(services.card_data_eraser))
-            if run_reconciler
-            else None
-        )
+        tasks = []
+        if run_reconciler:
+            tasks.append(
+                asyncio.create_task(services.reconciler.run_forever(services.card_data_eraser))
+            )
+            if settings.webhook_delivery_enabled:
+                tasks.append(asyncio.create_task(services.delivery.run_forever()))
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it all again and again under load.
         gc.collect()
@@ -75,7 +78,7 @@ def create_app(
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -102,6 +105,7 @@ def create_app(
         install_docs(app)
     app.include_router(payments_router)
     app.include_router(operations_router)
+    app.include_router(webhooks_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
     if settings.rate_limit_enabled:  # before routing and the body; inside ids and headers

@@ -60,6 +60,22 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
     "Requests let through unchecked because the rate-limit storage (Redis) failed",
     ["scope"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "gateway_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: delivered, retrying (failed, to be tried again), "
+    "failed (the last one allowed, or the endpoint answered 410)",
+    ["outcome"],
+)
+WEBHOOK_DELIVERY_LAG = Histogram(
+    "gateway_webhook_delivery_lag_seconds",
+    "From an event's state change to the 2xx of the endpoint that received it",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+WEBHOOK_OLDEST_UNDELIVERED = Gauge(
+    "gateway_webhook_oldest_undelivered_event_age_seconds",
+    "Age of the oldest event still waiting to reach an endpoint (0 when none)",
+    multiprocess_mode="max",
+)
 HTTP_REQUESTS = Counter(
     "gateway_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )

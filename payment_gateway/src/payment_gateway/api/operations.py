@@ -26,10 +26,9 @@ from payment_gateway.api.schemas import (
     RefundCreate,
     RefundList,
     RefundOut,
-    payment_document,
-    refund_document,
 )
 from payment_gateway.domain.operations import OperationStatus
+from payment_gateway.service.documents import payment_document, refund_document
 from payment_gateway.service.errors import BankDeclined, NotFound
 from payment_gateway.service.operations import OperationResult
 

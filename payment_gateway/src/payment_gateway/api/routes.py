@@ -21,9 +21,9 @@ from payment_gateway.api.schemas import (
     PaymentListParams,
     PaymentOut,
     Problem,
-    payment_document,
     payment_list_document,
 )
+from payment_gateway.service.documents import payment_document
 from payment_gateway.service.errors import (
     ClientGone,
     FieldError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from payment_gateway.domain.operations import OperationStatus
 from payment_gateway.domain.payment import PaymentStatus
@@ -45,3 +46,43 @@ class RefundStatusChanged:
 
 
 StateChange = PaymentStatusChanged | RefundStatusChanged
+
+
+class EventType(StrEnum):
+    """What merchants subscribe to (docs/design.md, Events and webhooks)."""
+
+    PAYMENT_PROCESSING = "payment.processing"
+    PAYMENT_AUTHORIZED = "payment.authorized"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_CANCELED = "payment.canceled"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+
+
+def event_type(change: StateChange) -> EventType | None:
+    """The event a state change is told as; None for a creation (``init``, a pending refund),
+    which the merchant's own request already answered."""
+    if isinstance(change, RefundStatusChanged):
+        if change.status is OperationStatus.PENDING:
+            return None
+        return EventType(f"refund.{change.status.value}")
+    if change.status is PaymentStatus.INIT:
+        return None
+    return EventType(f"payment.{change.status.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as stored in the outbox and delivered: ``body`` is the exact JSON sent.
+
+    The body is serialised once, when the event is written, so every delivery and redelivery
+    sends (and signs) the same bytes.
+    """
+
+    id: str  # evt_…
+    merchant_id: str
+    type: EventType
+    object_id: str
+    created_at: datetime
+    body: bytes

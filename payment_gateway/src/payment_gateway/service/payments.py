@@ -208,6 +208,7 @@ class PaymentService:
             done,
             next_attempt_at,
             request_id=current_request_id(),
+            payment=payment,
         )
         try:
             if await _retrying_storage(lambda: self._recorder.record_transition(transition)):

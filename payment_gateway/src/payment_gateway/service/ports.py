@@ -12,6 +12,8 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.deliveries import GONE, DeliveryStatus, WebhookEndpoint
+from payment_gateway.domain.events import Event
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.domain.operations import Operation, OperationKind, OperationResolution
 from payment_gateway.domain.payment import (
@@ -21,6 +23,7 @@ from payment_gateway.domain.payment import (
     Resolution,
     RetrySchedule,
 )
+from payment_gateway.domain.webhooks import SendResult, WebhookMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,9 @@ class StatusTransition:
     next_attempt_at: datetime | None  # None once the status is terminal
     by: str = "request"  # or "reconciler": who learned the answer
     request_id: str | None = None  # of the request that learned it, for its event
+    # The payment as the request holds it, before the move: its event is rendered from it
+    # instead of being read back (the reconciler, which holds none, reads it back).
+    payment: Payment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +137,7 @@ class PaymentFilters:
 
 @dataclass(frozen=True, slots=True)
 class ListPosition:
-    """A payment's place in a listing, which is ordered by (created_at, id)."""
+    """A row's place in a listing (payments, events, deliveries), ordered by (created_at, id)."""
 
     created_at: datetime
     id: str
@@ -151,6 +157,10 @@ class PaymentRepository(Protocol):
         ...
 
     async def get(self, payment_id: str, merchant_id: str) -> Payment | None: ...
+
+    async def get_many(self, payment_ids: Sequence[str]) -> list[Payment]:
+        """The payments with these ids, whoever's they are (for the outbox, not the API)."""
+        ...
 
     async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None: ...
 
@@ -244,6 +254,12 @@ class OperationRepository(Protocol):
     async def release_expired_idempotency_keys(self, created_before: datetime) -> int: ...
 
 
+class EventRepository(Protocol):
+    async def add_many(self, events: Sequence[Event]) -> None:
+        """Write events into the outbox, to be fanned out to the merchants' endpoints."""
+        ...
+
+
 class MerchantRepository(Protocol):
     async def by_key_hash(self, key_hash: str) -> Merchant | None: ...
 
@@ -274,6 +290,9 @@ class UnitOfWork(Protocol):
 
     @property
     def cards(self) -> CardRepository: ...
+
+    @property
+    def events(self) -> EventRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -353,4 +372,184 @@ class CardRepository(Protocol):
     async def erase_card_data(self, created_before: datetime, limit: int, now: datetime) -> int:
         """Erase the encrypted PAN and holder name of up to ``limit`` cards of terminal
         payments created before ``created_before``; how many were erased."""
+        ...
+
+
+# -- events and webhooks (docs/design.md, Events and webhooks)
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery this worker has claimed: send ``event`` to ``url``, signed with the secrets."""
+
+    id: str
+    event: Event
+    endpoint_id: str
+    url: str
+    secrets_encrypted: tuple[bytes, ...]  # newest first: the previous one during its overlap
+    attempts: int  # attempts made before this one
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one attempt did, and what becomes of its delivery."""
+
+    delivery: DueDelivery
+    attempted_at: datetime
+    result: SendResult
+    status: DeliveryStatus
+    next_attempt_at: datetime | None  # pending only
+
+    @property
+    def gone(self) -> bool:
+        """The endpoint answered 410 Gone: it is disabled at once."""
+        return self.result.status_code == GONE
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    response_excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as the merchant sees it in an endpoint's deliveries list."""
+
+    id: str
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    status: DeliveryStatus
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    attempts: list[DeliveryAttempt]
+
+
+class WebhookRepository(Protocol):
+    async def add_endpoint(self, endpoint: WebhookEndpoint, secret_encrypted: bytes) -> None: ...
+
+    async def get_endpoint(self, endpoint_id: str, merchant_id: str) -> WebhookEndpoint | None: ...
+
+    async def list_endpoints(self, merchant_id: str) -> list[WebhookEndpoint]: ...
+
+    async def update_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        """Write the endpoint's url, events, description and disabled state."""
+        ...
+
+    async def delete_endpoint(self, endpoint_id: str, merchant_id: str) -> bool: ...
+
+    async def replace_secret(
+        self, endpoint_id: str, secret_encrypted: bytes, previous_expires_at: datetime
+    ) -> None:
+        """The new secret signs from now on; the current one as well until it expires."""
+        ...
+
+    async def park_deliveries(self, endpoint_id: str) -> None:
+        """Pending deliveries of a disabled endpoint wait (unscheduled) until it is enabled."""
+        ...
+
+    async def resume_deliveries(self, endpoint_id: str, now: datetime) -> None: ...
+
+    async def fan_out(self, now: datetime, limit: int, lease_until: datetime) -> list[DueDelivery]:
+        """Hand up to ``limit`` new events to their subscribed endpoints, once each.
+
+        The deliveries are created claimed by the caller (due again at ``lease_until``, should
+        it die before recording an attempt) and returned ready to send.
+        """
+        ...
+
+    async def claim_due(
+        self, now: datetime, limit: int, lease_until: datetime
+    ) -> list[DueDelivery]:
+        """Pending deliveries whose next attempt is due, claimed until ``lease_until``."""
+        ...
+
+    async def record_outcomes(
+        self, outcomes: Sequence[DeliveryOutcome], failing_since_cutoff: datetime
+    ) -> None:
+        """Record the attempts and where each delivery stands; an endpoint that failed every
+        attempt since before the cutoff, or answered 410, is disabled."""
+        ...
+
+    async def redeliver(self, event: Event, now: datetime) -> int:
+        """Schedule the event again for each enabled endpoint subscribed to it; how many."""
+        ...
+
+    async def list_deliveries(
+        self, endpoint_id: str, limit: int, older_than: ListPosition | None
+    ) -> list[DeliveryRecord]:
+        """The endpoint's deliveries, newest first, with their attempts."""
+        ...
+
+    async def get_delivery(self, delivery_id: str, endpoint_id: str) -> DeliveryRecord | None: ...
+
+    async def oldest_undelivered_at(self) -> datetime | None:
+        """When the oldest event still waiting to reach some endpoint was created."""
+        ...
+
+    async def get_event(self, event_id: str, merchant_id: str) -> Event | None: ...
+
+    async def list_events(
+        self,
+        merchant_id: str,
+        event_type: str | None,
+        limit: int,
+        *,
+        older_than: ListPosition | None = None,
+        newer_than: ListPosition | None = None,
+    ) -> list[Event]:
+        """Like PaymentRepository.list_page: newest first, or oldest first after newer_than."""
+        ...
+
+    async def delete_events_before(self, created_before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` events older than the retention period, with their deliveries."""
+        ...
+
+
+class WebhookUnitOfWork(Protocol):
+    """One transaction over the event and webhook tables."""
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class WebhookUnitOfWorkFactory(Protocol):
+    def __call__(
+        self, *, read_only: bool = False, single_statement: bool = False
+    ) -> WebhookUnitOfWork: ...
+
+
+class SecretCipher(Protocol):
+    """Encrypts what must be read back (webhook signing secrets), as the card vault does."""
+
+    def encrypt(self, plaintext: str) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> str: ...
+
+
+class WebhookUrlGuard(Protocol):
+    async def check(self, url: str) -> object:
+        """Raise UnsafeWebhookUrl unless the gateway may send to ``url``."""
+        ...
+
+
+class WebhookSender(Protocol):
+    async def send(self, url: str, message: WebhookMessage) -> SendResult:
+        """One signed POST of the message; every fault is a SendResult, never an exception."""
         ...

@@ -1,20 +1,25 @@
 """The one write path of a payment's status.
 
-Every status change — a new payment, the outcome of its bank call, what the reconciler learns —
-is written here, whether alone or in a group-committed batch (service/group_commit.py). Each
-write makes the `PaymentStatusChanged` events of the rows it actually changed, inside its
-transaction, and hands them to `_commit`: the one place where they are stored with the change
-(the event outbox writes them there) and announced once the commit is through.
+Every status change — a new payment, the outcome of its bank call, what the reconciler learns,
+a capture, void or refund settling — is written here, whether alone or in a group-committed
+batch (service/group_commit.py). Each write makes the domain events of the rows it actually
+changed, inside its transaction, and hands them to `_commit`: the one place where their
+outbox events are written with the change (service/outbox.py) and where they are announced
+once the commit is through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from payment_gateway.domain.events import PaymentStatusChanged, RefundStatusChanged, StateChange
 from payment_gateway.domain.operations import CancellationReason, OperationKind, OperationStatus
-from payment_gateway.domain.payment import PaymentStatus
+from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.service.documents import payment_document, refund_document
 from payment_gateway.service.events import announce
+from payment_gateway.service.outbox import events_for, needs_event
 from payment_gateway.service.ports import (
     NewPayment,
     OperationSettlement,
@@ -51,11 +56,24 @@ def _transitioned(transition: StatusTransition) -> PaymentStatusChanged:
     )
 
 
-class TransactionalRecorder:
-    """Writes payments and their transitions, one transaction per call."""
+def _moved(transition: StatusTransition) -> Payment | None:
+    """The payment after the transition, from the copy the request holds (None: read it)."""
+    if transition.payment is None:
+        return None
+    after = dataclasses.replace(transition.payment)
+    return after if after.apply(transition.resolution, transition.at) else None
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+
+class TransactionalRecorder:
+    """Writes payments and their transitions, one transaction per call.
+
+    ``on_events`` is called after a commit that wrote events (it wakes this process's
+    webhook delivery, which otherwise finds them on its next poll).
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, on_events: Callable[[], None] | None = None) -> None:
         self._uow = uow
+        self._on_events = on_events
 
     async def record(self, new: NewPayment) -> None:
         await self.record_many([new])
@@ -64,20 +82,19 @@ class TransactionalRecorder:
         """All the payments, or none (DuplicateIdempotencyKey names no payment of many)."""
         async with self._uow() as uow:
             await uow.payments.add_many(batch)
-            await self._commit(uow, [_created(new) for new in batch])
+            # A creation has no outbox event: the merchant's own request answers it.
+            await self._commit(uow, [_created(new) for new in batch], {})
 
     async def record_transition(self, transition: StatusTransition) -> bool:
-        async with self._uow(single_statement=True) as uow:
-            applied = await uow.payments.apply_transitions([transition]) == 1
-            await self._commit(uow, [_transitioned(transition)] if applied else [])
-        return applied
+        return await self.record_all_transitions([transition])
 
     async def record_all_transitions(self, batch: Sequence[StatusTransition]) -> bool:
         """Every transition of the batch, or none of them: False when any no longer applies."""
         async with self._uow() as uow:
             if await uow.payments.apply_transitions(batch) != len(batch):
                 return False  # rolled back on leaving the unit of work
-            await self._commit(uow, [_transitioned(transition) for transition in batch])
+            documents = await _documents_after(uow, batch)
+            await self._commit(uow, [_transitioned(t) for t in batch], documents)
         return True
 
     async def settle_operation(self, settlement: OperationSettlement) -> bool:
@@ -90,13 +107,57 @@ class TransactionalRecorder:
             if not await uow.operations.settle(settlement):
                 return False
             changes = await _apply_to_payment(uow, settlement)
-            await self._commit(uow, changes)
+            documents = await _settled_documents(uow, settlement, changes)
+            await self._commit(uow, changes, documents)
         return True
 
-    async def _commit(self, uow: UnitOfWork, changes: list[StateChange]) -> None:
+    async def _commit(
+        self,
+        uow: UnitOfWork,
+        changes: list[StateChange],
+        documents: Mapping[str, dict[str, Any]],
+    ) -> None:
+        events = events_for(changes, documents)
+        if events:
+            await uow.events.add_many(events)
         await uow.commit()
         for change in changes:
             announce(change)
+        if events and self._on_events is not None:
+            self._on_events()
+
+
+async def _documents_after(
+    uow: UnitOfWork, batch: Sequence[StatusTransition]
+) -> dict[str, dict[str, Any]]:
+    """Each transitioned payment as the API now shows it, for its event."""
+    documents: dict[str, dict[str, Any]] = {}
+    unknown: list[str] = []
+    for transition in batch:
+        after = _moved(transition)
+        if after is None:
+            unknown.append(transition.payment_id)
+        else:
+            documents[after.id] = payment_document(after)
+    if unknown:  # read back in this transaction: what it is about to commit
+        for payment in await uow.payments.get_many(unknown):
+            documents[payment.id] = payment_document(payment)
+    return documents
+
+
+async def _settled_documents(
+    uow: UnitOfWork, settlement: OperationSettlement, changes: Sequence[StateChange]
+) -> dict[str, dict[str, Any]]:
+    """What the events of a settled operation show: the refund, or the payment it moved."""
+    if not any(needs_event(change) for change in changes):
+        return {}
+    operation = settlement.operation
+    if operation.kind is OperationKind.REFUND:
+        refund = await uow.operations.get(operation.id, operation.merchant_id)
+        assert refund is not None, "a refund settled in this transaction"
+        return {refund.id: refund_document(refund)}
+    payments = await uow.payments.get_many([operation.payment_id])
+    return {payment.id: payment_document(payment) for payment in payments}
 
 
 async def _apply_to_payment(uow: UnitOfWork, settlement: OperationSettlement) -> list[StateChange]:

@@ -227,13 +227,13 @@ def _filter_conditions(filters: PaymentFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _beyond(position: ListPosition, *, older: bool) -> ColumnElement[bool]:
-    """Rows strictly past ``position`` in (created_at, id) order.
+def beyond(table: Table, position: ListPosition, *, older: bool) -> ColumnElement[bool]:
+    """Rows of ``table`` strictly past ``position`` in (created_at, id) order.
 
     Spelled as a range on created_at plus a tie-break on id rather than a row comparison
     ``(created_at, id) < (:c, :i)``, which MariaDB does not turn into an index range.
     """
-    created, row_id = payments.c.created_at, payments.c.id
+    created, row_id = table.c.created_at, table.c.id
     if older:
         return and_(
             created <= position.created_at,
@@ -263,9 +263,9 @@ def listing_statement(
     """
     conditions = [payments.c.merchant_id == merchant_id, *_filter_conditions(filters)]
     if older_than is not None:
-        conditions.append(_beyond(older_than, older=True))
+        conditions.append(beyond(payments, older_than, older=True))
     if newer_than is not None:
-        conditions.append(_beyond(newer_than, older=False))
+        conditions.append(beyond(payments, newer_than, older=False))
     order = (
         (payments.c.created_at.asc(), payments.c.id.asc())
         if newer_than is not None
@@ -353,6 +353,10 @@ class SqlPaymentRepository(SqlPaymentListing):
         )
         row = (await self._connection.execute(statement)).first()
         return None if row is None else _to_payment(row)
+
+    async def get_many(self, payment_ids: Sequence[str]) -> list[Payment]:
+        statement = _payment_with_card.where(payments.c.id.in_(payment_ids))
+        return [_to_payment(row) for row in await self._connection.execute(statement)]
 
     async def find_by_idempotency_key(self, merchant_id: str, key: str) -> KeyedPayment | None:
         statement = _payment_with_card.where(

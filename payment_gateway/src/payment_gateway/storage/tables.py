@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.dialects import mysql
@@ -186,4 +187,78 @@ operations = Table(
     UniqueConstraint("merchant_id", "kind", "idempotency_key"),
     Index(None, "payment_id", "created_at"),
     Index(None, "next_attempt_at"),
+)
+
+
+# The event outbox (docs/design.md, Events and webhooks): each row written in the transaction
+# of the state change it tells of, with the exact bytes every delivery sends and signs.
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # evt_ + a UUIDv7: ordered by creation
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("object_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("body", LargeBinary(), nullable=False),
+    # Set while the event still has to be handed to the merchant's endpoints; NULL after.
+    Column("fanout_due_at", UTCDateTime(), nullable=True),
+    # The events listing, newest first, and its type filter: ranges of the merchant's rows.
+    Index(None, "merchant_id", "created_at", "id"),
+    Index(None, "merchant_id", "type", "created_at", "id"),
+    Index(None, "fanout_due_at"),
+    Index(None, "created_at"),  # retention
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),  # we_ + a UUIDv7
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    Column("description", String(255), nullable=True),
+    Column("enabled_events", String(1024), nullable=False),  # JSON list of types, or ["*"]
+    # Signing secrets, encrypted under CARD_ENCRYPTION_KEYS: they must be read back to sign.
+    Column("secret_encrypted", LargeBinary(), nullable=False),
+    # After a rotation the old secret keeps signing beside the new one until it expires.
+    Column("previous_secret_encrypted", LargeBinary(), nullable=True),
+    Column("previous_secret_expires_at", UTCDateTime(), nullable=True),
+    Column("disabled", Boolean(), nullable=False, server_default=false()),
+    Column("disabled_reason", String(64), nullable=True),
+    # When the unbroken run of failed attempts began (NULL: the last attempt was delivered).
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# One row per (event, endpoint): what has to reach that endpoint, and when to try next.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", String(40), ForeignKey("events.id"), nullable=False),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("merchant_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # Pending only: when a worker may send it (next); NULL once delivered or failed.
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("event_id", "endpoint_id"),  # an event is fanned out to an endpoint once
+    Index(None, "endpoint_id", "created_at"),
+    Index(None, "next_attempt_at"),
+)
+
+# Every attempt to send a delivery, as the merchant sees them in the deliveries list.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("delivery_id", ID, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("status_code", SmallInteger(), nullable=True),
+    Column("duration_ms", Integer(), nullable=False),
+    Column("error", String(255), nullable=True),
+    Column("response_excerpt", String(1024), nullable=True),
 )

@@ -18,6 +18,7 @@ from payment_gateway.storage.repositories import (
     SqlOperationRepository,
     SqlPaymentRepository,
 )
+from payment_gateway.storage.webhooks import SqlEventRepository, SqlWebhookRepository
 
 # MySQL/MariaDB: lock wait timeout, deadlock. The server rolled the work back: retry is safe.
 _CONTENTION_ERRORS = frozenset({1205, 1213})
@@ -42,6 +43,8 @@ class SqlUnitOfWork:
     merchants: SqlMerchantRepository
     cards: SqlCardRepository
     operations: SqlOperationRepository
+    events: SqlEventRepository
+    webhooks: SqlWebhookRepository
 
     def __init__(
         self, engine: AsyncEngine, *, read_only: bool = False, autocommit: bool = False
@@ -64,6 +67,8 @@ class SqlUnitOfWork:
         self.merchants = SqlMerchantRepository(connection)
         self.cards = SqlCardRepository(connection)
         self.operations = SqlOperationRepository(connection)
+        self.events = SqlEventRepository(connection)
+        self.webhooks = SqlWebhookRepository(connection)
         return self
 
     async def __aexit__(

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 from payment_gateway.api.problems import field_errors, render_gateway_error
-from payment_gateway.api.schemas import payment_document
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.service.documents import payment_document
 from payment_gateway.service.errors import FieldError, IdempotencyKeyReused, Unauthorized
 
 

@@ -1,0 +1,167 @@
+"""Webhook delivery: every replica's worker sends the events of the outbox to the endpoints.
+
+A cycle fans new events out into deliveries (born claimed by this worker), claims the
+deliveries whose retry is due, sends them all at once, and records every attempt in one
+transaction. Claims are leases: a worker killed mid-send leaves its deliveries due again when
+the lease ends, so an event is delivered at least once and never lost; a lease outlasts the
+send timeout, so no attempt is sent twice at once. A payment never waits for any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+
+from payment_gateway.domain.deliveries import DeliverySchedule, DeliveryStatus
+from payment_gateway.domain.webhooks import SendResult, WebhookMessage
+from payment_gateway.metrics import (
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DELIVERY_LAG,
+    WEBHOOK_OLDEST_UNDELIVERED,
+)
+from payment_gateway.service.clock import Clock, utc_now
+from payment_gateway.service.ports import (
+    DeliveryOutcome,
+    DueDelivery,
+    SecretCipher,
+    WebhookSender,
+    WebhookUnitOfWorkFactory,
+)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    schedule: DeliverySchedule = field(default_factory=DeliverySchedule)
+    batch_size: int = 100
+    # Longer than a send may take (its timeout) plus recording it, so that no other worker
+    # takes a delivery while this one is still sending it.
+    lease_seconds: float = 30.0
+    # Events committed by other replicas are found on this poll; this process's own wake it.
+    poll_interval_seconds: float = 1.0
+    event_retention: timedelta = timedelta(days=30)
+    housekeeping_interval_seconds: float = 60.0  # retention and the oldest-event gauge
+
+
+class WebhookDelivery:
+    def __init__(
+        self,
+        uow: WebhookUnitOfWorkFactory,
+        sender: WebhookSender,
+        cipher: SecretCipher,
+        policy: DeliveryPolicy,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._uow = uow
+        self._sender = sender
+        self._cipher = cipher
+        self._policy = policy
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New events were committed here: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        next_housekeeping = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            sent = 0
+            try:
+                sent = await self.deliver_due()
+                if loop.time() >= next_housekeeping:
+                    await self.housekeeping()
+                    next_housekeeping = loop.time() + self._policy.housekeeping_interval_seconds
+            except Exception:  # the database is away, most likely: try again next round
+                log.exception("webhook_delivery_cycle_failed")
+            if sent < self._policy.batch_size:  # a full batch: more may be waiting already
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._policy.poll_interval_seconds):
+                        await self._wake.wait()
+
+    async def deliver_due(self) -> int:
+        """One cycle; returns how many attempts it made."""
+        policy = self._policy
+        now = self._clock()
+        lease_until = now + timedelta(seconds=policy.lease_seconds)
+        async with self._uow() as uow:
+            due = await uow.webhooks.fan_out(now, policy.batch_size, lease_until)
+            await uow.commit()
+        if len(due) < policy.batch_size:
+            async with self._uow() as uow:
+                due += await uow.webhooks.claim_due(now, policy.batch_size - len(due), lease_until)
+                await uow.commit()
+        if not due:
+            return 0
+        results = await asyncio.gather(*(self._send(delivery) for delivery in due))
+        outcomes = [
+            self._outcome(delivery, attempted_at, result)
+            for delivery, (attempted_at, result) in zip(due, results, strict=True)
+        ]
+        async with self._uow() as uow:
+            await uow.webhooks.record_outcomes(
+                outcomes, self._clock() - policy.schedule.disable_after
+            )
+            await uow.commit()
+        for outcome in outcomes:
+            _count(outcome)
+        return len(outcomes)
+
+    async def housekeeping(self) -> None:
+        """Drop events past their retention; measure how far behind delivery is."""
+        now = self._clock()
+        async with self._uow() as uow:
+            await uow.webhooks.delete_events_before(now - self._policy.event_retention, 500)
+            await uow.commit()
+        async with self._uow(read_only=True) as uow:
+            oldest = await uow.webhooks.oldest_undelivered_at()
+        WEBHOOK_OLDEST_UNDELIVERED.set(0 if oldest is None else (now - oldest).total_seconds())
+
+    async def _send(self, delivery: DueDelivery) -> tuple[datetime, SendResult]:
+        event = delivery.event
+        secrets = tuple(self._cipher.decrypt(token) for token in delivery.secrets_encrypted)
+        attempted_at = self._clock()
+        result = await self._sender.send(
+            delivery.url, WebhookMessage(event.id, event.body, secrets)
+        )
+        return attempted_at, result
+
+    def _outcome(
+        self, delivery: DueDelivery, attempted_at: datetime, result: SendResult
+    ) -> DeliveryOutcome:
+        if result.delivered:
+            return DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.DELIVERED, None)
+        # Counted from the attempt's end: a timed-out one is not retried at once.
+        retry_at = self._policy.schedule.next_attempt_at(
+            self._clock(), delivery.attempts + 1, result.retry_after_seconds
+        )
+        outcome = DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.PENDING, retry_at)
+        if retry_at is None or outcome.gone:
+            return DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.FAILED, None)
+        return outcome
+
+
+def _count(outcome: DeliveryOutcome) -> None:
+    if outcome.status is DeliveryStatus.DELIVERED:
+        WEBHOOK_ATTEMPTS.labels("delivered").inc()
+        lag = outcome.attempted_at - outcome.delivery.event.created_at
+        WEBHOOK_DELIVERY_LAG.observe(max(lag.total_seconds(), 0) + outcome.result.duration_ms / 1e3)
+        return
+    WEBHOOK_ATTEMPTS.labels(
+        "retrying" if outcome.status is DeliveryStatus.PENDING else "failed"
+    ).inc()
+    log.info(
+        "webhook_attempt_failed",
+        event_id=outcome.delivery.event.id,
+        endpoint_id=outcome.delivery.endpoint_id,
+        status_code=outcome.result.status_code,
+        error=outcome.result.error,
+        will_retry=outcome.status is DeliveryStatus.PENDING,
+    )
