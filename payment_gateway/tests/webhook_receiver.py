@@ -146,6 +146,7 @@ class WebhookReceiver:
             interface="asgi3",  # a bound method: uvicorn would otherwise guess ASGI 2
             log_level="warning",
             lifespan="off",
+            interface="asgi3",  # a bound method: uvicorn would guess ASGI 2
             timeout_graceful_shutdown=1,  # a slow answer in progress does not hold up a stop
             access_log=False,
         )
