@@ -143,7 +143,6 @@ class WebhookReceiver:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
-            interface="asgi3",  # a bound method: uvicorn would otherwise guess ASGI 2
             log_level="warning",
             lifespan="off",
             interface="asgi3",  # a bound method: uvicorn would guess ASGI 2
