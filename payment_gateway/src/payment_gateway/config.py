@@ -220,8 +220,9 @@ class Settings(BaseSettings):
 
     @property
     def webhook_lease_seconds(self) -> float:
-        """How long a worker's claim on a delivery lasts: longer than a send may take."""
-        return self.webhook_timeout_seconds + 20.0
+        """How long a worker's claim on a delivery lasts: longer than a send may take (its
+        timeout) and its recording, so that no other worker sends it meanwhile."""
+        return 2 * self.webhook_timeout_seconds + 5.0
 
     @property
     def effective_rate_limit_burst(self) -> int:
