@@ -73,15 +73,24 @@ def register(gateway: Service, receiver: WebhookReceiver) -> dict[str, Any]:
     return endpoint
 
 
-def all_events(gateway: Service) -> list[dict[str, Any]]:
+def every_page(gateway: Service, path: str) -> list[dict[str, Any]]:
+    """Every item of a listing (events or payments), newest first."""
     found: list[dict[str, Any]] = []
-    params: dict[str, object] = {"limit": 100}
+    params: dict[str, str | int] = {"limit": 100}
     while True:
-        page = httpx.get(f"{gateway.url}/api/v1/events", params=params, headers=MERCHANT).json()
+        page = httpx.get(f"{gateway.url}{path}", params=params, headers=MERCHANT).json()
         found += page["data"]
         if not page["has_more"]:
             return found
         params["starting_after"] = page["data"][-1]["id"]
+
+
+def all_events(gateway: Service) -> list[dict[str, Any]]:
+    return every_page(gateway, "/api/v1/events")
+
+
+def list_payments(gateway: Service) -> list[dict[str, Any]]:
+    return every_page(gateway, "/api/v1/payments")
 
 
 def wait_until_settled(gateway: Service, payment_ids: list[str], timeout: float = 60) -> None:
@@ -283,14 +292,3 @@ def test_the_outbox_has_one_event_per_state_change_after_a_killed_gateway(
 
 def _before_refunds(payment: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payment.items() if k not in ("amount_refunded", "refunded")}
-
-
-def list_payments(gateway: Service) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    params: dict[str, object] = {"limit": 100}
-    while True:
-        page = httpx.get(f"{gateway.url}/api/v1/payments", params=params, headers=MERCHANT).json()
-        found += page["data"]
-        if not page["has_more"]:
-            return found
-        params["starting_after"] = page["data"][-1]["id"]
