@@ -22,7 +22,7 @@ from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.key_checks import KeyMismatch
 from payment_gateway.storage.migrate import alembic_config, migrate
 from payment_gateway.storage.rotation import rotate_card_keys
-from payment_gateway.storage.tables import cards, merchants, metadata, payments
+from payment_gateway.storage.tables import cards, merchants, metadata, payments, webhook_endpoints
 from payment_gateway.storage.unit_of_work import SqlUnitOfWorkFactory
 from payment_gateway.storage.vault import CardVault, VaultKeyError
 from pydantic import SecretStr
@@ -310,6 +310,15 @@ async def test_rotating_card_keys_lets_the_old_key_go(
                 ).json()["id"]
                 for _ in range(7)
             ]
+            endpoint = await client.post(
+                "/api/v1/webhook-endpoints",
+                json={"url": "http://127.0.0.1:9/hooks"},
+                headers=MERCHANT_ONE,
+            )
+            rotated_endpoint = await client.post(
+                f"/api/v1/webhook-endpoints/{endpoint.json()['id']}/rotate-secret",
+                headers=MERCHANT_ONE,
+            )
     both = gateway_settings(
         empty_database_url, tmp_path, card_encryption_keys=SecretStr(f"{new_key},{old_key}")
     )
@@ -330,11 +339,22 @@ async def test_rotating_card_keys_lets_the_old_key_go(
                 .scalars()
                 .all()
             )
+            secrets = (
+                await connection.execute(
+                    select(
+                        webhook_endpoints.c.secret_encrypted,
+                        webhook_endpoints.c.previous_secret_encrypted,
+                    ).where(webhook_endpoints.c.id == endpoint.json()["id"])
+                )
+            ).one()
     finally:
         await engine.dispose()
     assert len(tokens) == 7
     new_only = CardVault([new_key.encode()])
     assert {new_only.decrypt(token) for token in tokens} == {"4242424242424242"}
+    # The webhook secrets, current and previous, are under the new key as well.
+    assert new_only.decrypt(secrets.secret_encrypted) == rotated_endpoint.json()["secret"]
+    assert new_only.decrypt(secrets.previous_secret_encrypted) == endpoint.json()["secret"]
     with pytest.raises(VaultKeyError):
         CardVault([old_key.encode()]).decrypt(tokens[0])
     # From now on a replica still on the old key would write cards the others cannot read.
