@@ -788,12 +788,25 @@ def test_every_egress_rule_names_its_ports_and_destinations(
             assert _ports(rule), f"{name}: an egress rule without ports opens every port"
             assert rule.get("to"), f"{name}: an egress rule without `to` reaches every address"
             for peer in rule["to"]:
-                cidr = peer.get("ipBlock", {}).get("cidr")
-                assert cidr not in {"0.0.0.0/0", "::/0"}, name
+                block = peer.get("ipBlock", {})
+                if block.get("cidr") in {"0.0.0.0/0", "::/0"}:
+                    # Only the webhooks' https, and never to a private network (SSRF).
+                    assert _ports(rule) == {("TCP", 443)}, name
+                    assert _private_ranges_excepted(block), name
                 assert peer.get("namespaceSelector", {"x": 1}) != {}, f"{name}: every namespace"
 
 
-def test_gateway_egress_is_bank_redis_mysql_and_dns_only(
+PRIVATE_RANGES = {
+    "0.0.0.0/0": {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"},
+    "::/0": {"::1/128", "fc00::/7", "fe80::/10"},
+}
+
+
+def _private_ranges_excepted(block: dict[str, Any]) -> bool:
+    return PRIVATE_RANGES[block["cidr"]] <= set(block.get("except", []))
+
+
+def test_gateway_egress_is_bank_redis_mysql_dns_and_public_https_only(
     resources: list[dict[str, Any]], pod_labels: dict[str, dict[str, str]], facts: Any
 ) -> None:
     gateway = pod_labels["gateway"]
@@ -804,6 +817,7 @@ def test_gateway_egress_is_bank_redis_mysql_and_dns_only(
         ("TCP", 3306),
         ("UDP", 53),
         ("TCP", 53),
+        ("TCP", 443),  # webhooks, to public addresses only
     }
     assert _allowed(resources, "Egress", gateway, pod_labels["bank"], facts.bank_port)
     assert _allowed(resources, "Egress", gateway, pod_labels["redis"], facts.redis_port)
