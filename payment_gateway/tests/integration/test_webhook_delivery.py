@@ -376,3 +376,27 @@ async def test_a_worker_that_died_mid_send_leaves_the_delivery_to_be_sent_again(
     requests = await hooked.receiver.wait_for(2)
     assert requests[0].event_id == requests[1].event_id  # at least once: sent again
     assert (await hooked.deliveries())[0]["status"] == "delivered"
+
+
+async def test_a_slow_receiver_does_not_hold_up_another_merchants_webhooks(
+    database_url: str, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    async for hooked in _hooked(database_url, tmp_path, receiver, webhook_timeout_seconds=5):
+        issued = await hooked.services.merchants.create(f"webhooks-{uuid.uuid4().hex[:12]}")
+        other = {"Authorization": f"Bearer {issued.api_key}"}
+        with WebhookReceiver() as fast:
+            created = await hooked.client.post(ENDPOINTS, json={"url": fast.url}, headers=other)
+            fast.secrets = [created.json()["secret"]]
+            receiver.default = Answer(204, delay=4)  # the first merchant's receiver is slow
+            worker = asyncio.create_task(hooked.services.delivery.run_forever())
+            try:
+                await hooked.pay()
+                [slow] = await receiver.wait_for(1)  # its batch is being sent ...
+                paid = await hooked.client.post(PAYMENTS, json=payment_body(), headers=other)
+                [quick] = await fast.wait_for(1, timeout=3)  # ... and this one gets through
+                assert quick.json()["data"]["object"]["id"] == paid.json()["id"]
+                assert quick.received_at - slow.received_at < 3
+            finally:
+                worker.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await worker

@@ -10,7 +10,6 @@ send timeout, so no attempt is sent twice at once. A payment never waits for any
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -44,6 +43,7 @@ class DeliveryPolicy:
     lease_seconds: float = 30.0
     # Events committed by other replicas are found on this poll; this process's own wake it.
     poll_interval_seconds: float = 1.0
+    batches_in_flight: int = 4  # batches being sent at once, each up to batch_size
     event_retention: timedelta = timedelta(days=30)
     housekeeping_interval_seconds: float = 60.0  # retention and the oldest-event gauge
 
@@ -69,25 +69,64 @@ class WebhookDelivery:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        """Claim and send, batch after batch, without waiting for a batch's slowest receiver.
+
+        Each claimed batch is sent and recorded in a task of its own, up to
+        ``batches_in_flight`` at once: a receiver that takes its whole timeout to answer holds
+        up its own batch only, not the other merchants' webhooks behind it.
+        """
+        in_flight: set[asyncio.Task[None]] = set()
         next_housekeeping = 0.0
         loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            sent = 0
-            try:
-                sent = await self.deliver_due()
-                if loop.time() >= next_housekeeping:
-                    await self.housekeeping()
-                    next_housekeeping = loop.time() + self._policy.housekeeping_interval_seconds
-            except Exception:  # the database is away, most likely: try again next round
-                log.exception("webhook_delivery_cycle_failed")
-            if sent < self._policy.batch_size:  # a full batch: more may be waiting already
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._policy.poll_interval_seconds):
-                        await self._wake.wait()
+        try:
+            while True:
+                self._wake.clear()
+                claimed = 0
+                try:
+                    if len(in_flight) < self._policy.batches_in_flight:
+                        due = await self._claim()
+                        claimed = len(due)
+                        if due:
+                            task = asyncio.create_task(self._send_and_record(due))
+                            in_flight.add(task)
+                            task.add_done_callback(in_flight.discard)
+                    if loop.time() >= next_housekeeping:
+                        await self.housekeeping()
+                        next_housekeeping = loop.time() + self._policy.housekeeping_interval_seconds
+                except Exception:  # the database is away, most likely: try again next round
+                    log.exception("webhook_delivery_cycle_failed")
+                if (
+                    claimed < self._policy.batch_size
+                    or len(in_flight) >= self._policy.batches_in_flight
+                ):
+                    await self._idle(in_flight)
+        finally:
+            # Shutting down: what is being sent stays claimed and is sent again after its
+            # lease, by this replica or another (at least once).
+            for task in in_flight:
+                task.cancel()
+
+    async def _idle(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """Until woken, a batch ends (room for another) or the poll interval passes."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {woken, *in_flight},
+                timeout=self._policy.poll_interval_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            woken.cancel()
 
     async def deliver_due(self) -> int:
-        """One cycle; returns how many attempts it made."""
+        """One cycle, start to end; returns how many attempts it made."""
+        due = await self._claim()
+        if due:
+            await self._send_and_record(due)
+        return len(due)
+
+    async def _claim(self) -> list[DueDelivery]:
+        """New events fanned out, then due retries: up to a batch, leased to this worker."""
         policy = self._policy
         now = self._clock()
         lease_until = now + timedelta(seconds=policy.lease_seconds)
@@ -98,21 +137,25 @@ class WebhookDelivery:
             async with self._uow() as uow:
                 due += await uow.webhooks.claim_due(now, policy.batch_size - len(due), lease_until)
                 await uow.commit()
-        if not due:
-            return 0
-        results = await asyncio.gather(*(self._send(delivery) for delivery in due))
-        outcomes = [
-            self._outcome(delivery, attempted_at, result)
-            for delivery, (attempted_at, result) in zip(due, results, strict=True)
-        ]
-        async with self._uow() as uow:
-            await uow.webhooks.record_outcomes(
-                outcomes, self._clock() - policy.schedule.disable_after
-            )
-            await uow.commit()
+        return due
+
+    async def _send_and_record(self, due: list[DueDelivery]) -> None:
+        try:
+            results = await asyncio.gather(*(self._send(delivery) for delivery in due))
+            outcomes = [
+                self._outcome(delivery, attempted_at, result)
+                for delivery, (attempted_at, result) in zip(due, results, strict=True)
+            ]
+            async with self._uow() as uow:
+                await uow.webhooks.record_outcomes(
+                    outcomes, self._clock() - self._policy.schedule.disable_after
+                )
+                await uow.commit()
+        except Exception:  # not recorded: the deliveries are sent again after their lease
+            log.exception("webhook_batch_not_recorded", deliveries=len(due))
+            return
         for outcome in outcomes:
             _count(outcome)
-        return len(outcomes)
 
     async def housekeeping(self) -> None:
         """Drop events past their retention; measure how far behind delivery is."""
