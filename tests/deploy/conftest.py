@@ -64,6 +64,9 @@ class Facts:
             "REDIS_URL",
             "METRICS_HOST",
             "METRICS_PORT",
+            # Webhooks: stated in production so that private URLs stay refused.
+            "WEBHOOK_ALLOW_PRIVATE_URLS",
+            "WEBHOOK_TIMEOUT_SECONDS",
         }
     )
     # The port the gateway serves Prometheus /metrics on (METRICS_PORT's default), never 8080.

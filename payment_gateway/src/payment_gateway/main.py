@@ -34,6 +34,8 @@ DESCRIPTION = """Card payments for merchants.
 Authenticate with `Authorization: Bearer <API key>`. Amounts are integers in the currency's
 minor unit. Send an `Idempotency-Key` to retry safely. Errors are RFC 9457 problem+json.
 Each API key is rate limited: over the limit, `429` with `Retry-After`.
+Every status change is an event (`/api/v1/events`), POSTed to your webhook endpoints signed
+by the Standard Webhooks specification: verify the raw body with its libraries.
 """
 
 

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
 from payment_gateway.api.schemas import CaptureCreate, PaymentCreate, RefundCreate
+from payment_gateway.api.webhook_schemas import WebhookEndpointCreate, WebhookEndpointUpdate
 
 _ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_PATH = "/docs-assets"
@@ -42,7 +43,14 @@ def install_docs(app: FastAPI) -> None:
             # The routes that take a body read it themselves (so authentication runs first);
             # publish the bodies' schemas here so clients and fuzzers still see them.
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PaymentCreate, CaptureCreate, RefundCreate):
+            bodies = (
+                PaymentCreate,
+                CaptureCreate,
+                RefundCreate,
+                WebhookEndpointCreate,
+                WebhookEndpointUpdate,
+            )
+            for model in bodies:
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body

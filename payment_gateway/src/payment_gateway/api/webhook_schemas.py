@@ -43,7 +43,20 @@ _DESCRIPTION = Annotated[
 
 
 class WebhookEndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A URL to POST signed events to."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://merchant.example/webhooks/gateway",
+                    "enabled_events": ["payment.succeeded", "payment.failed", "refund.failed"],
+                    "description": "order fulfilment",
+                }
+            ]
+        },
+    )
 
     url: _URL
     enabled_events: _EVENTS = Field(default_factory=lambda: [ALL_EVENTS])
@@ -53,7 +66,16 @@ class WebhookEndpointCreate(BaseModel):
 class WebhookEndpointUpdate(BaseModel):
     """Only the fields sent change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"enabled_events": ["*"]},
+                {"disabled": True},
+                {"url": "https://merchant.example/webhooks/v2", "disabled": False},
+            ]
+        },
+    )
 
     url: _URL | None = None
     enabled_events: _EVENTS | None = None

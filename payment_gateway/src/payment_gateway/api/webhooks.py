@@ -33,16 +33,22 @@ ENDPOINTS_PATH = "/api/v1/webhook-endpoints"
 webhooks_router = APIRouter(tags=["events and webhooks"])
 
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-_LIMIT = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"1 to {MAX_LIMIT}.")
+_LIMIT = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"1 to {MAX_LIMIT}.", examples=[10])
 
 
 class EventListParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = _LIMIT
-    starting_after: _Id | None = Field(None, description="An event id: the page of older ones.")
+    starting_after: _Id | None = Field(
+        None,
+        description="An event id: the page of older ones.",
+        examples=["evt_01965f2e-1c3a-7d4e-9b1a-2f0c3e4d5a6b"],
+    )
     ending_before: _Id | None = Field(None, description="An event id: the page of newer ones.")
-    type: EventType | None = Field(None, description="Only events of this type.")
+    type: EventType | None = Field(
+        None, description="Only events of this type.", examples=["payment.failed"]
+    )
 
 
 class DeliveryListParams(BaseModel):
@@ -62,6 +68,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _INVALID: dict[int | str, dict[str, Any]] = {
     422: problem_doc("Invalid request (`errors` names each field), e.g. an unsafe url")
 }
+# Every route with an id in its path: an id over 64 characters is refused before any lookup.
+_BAD_ID: dict[int | str, dict[str, Any]] = {
+    422: problem_doc("An id longer than 64 characters (`errors` names it)")
+}
 
 
 def _event_bytes(body: bytes, status_code: int = 200) -> Response:
@@ -72,7 +82,11 @@ def _event_bytes(body: bytes, status_code: int = 200) -> Response:
 async def list_events(
     merchant: MerchantDep, services: ServicesDep, params: Annotated[EventListParams, Query()]
 ) -> Response:
-    """Your events, newest first, a page at a time (kept 30 days)."""
+    """Your events, newest first, a page at a time (kept 30 days).
+
+    Each is exactly the body its webhooks carried. `starting_after=<id>` gives the next
+    (older) page, `ending_before=<id>` the previous (newer) one.
+    """
     query = EventListQuery(
         limit=params.limit,
         starting_after=params.starting_after,
@@ -91,13 +105,36 @@ async def get_event(event_id: _Id, merchant: MerchantDep, services: ServicesDep)
 
 
 async def redeliver_event(event_id: _Id, merchant: MerchantDep, services: ServicesDep) -> Response:
-    """Send the event again to each enabled endpoint subscribed to its type."""
+    """Send the event again to each enabled endpoint subscribed to its type.
+
+    The same body and `webhook-id` as before: a receiver that de-duplicates on it sees one
+    event. The attempt shows in the endpoint's deliveries.
+    """
     count = await services.webhooks.redeliver(merchant, event_id)
     return json_response({"event_id": event_id, "endpoints": count}, 202, {})
 
 
 async def create_endpoint(request: Request) -> Response:
-    """Register an endpoint; the answer holds its signing secret, shown this once."""
+    """Register an endpoint; the answer holds its signing secret, shown this once.
+
+    Each event is POSTed to `url` as JSON, signed by the Standard Webhooks specification:
+    `webhook-id` (the event id: de-duplicate on it), `webhook-timestamp` (unix seconds of the
+    attempt) and `webhook-signature` (`v1,<base64 HMAC-SHA256 of id.timestamp.body>`; two,
+    space-separated, for 24 hours after a rotation). Verify it on the **raw body bytes**,
+    never on JSON parsed and serialised again, e.g. with the `standardwebhooks` library:
+
+    ```python
+    from standardwebhooks import Webhook
+
+    event = Webhook(secret).verify(body, headers)  # raises WebhookVerificationError
+    ```
+
+    A `2xx` within the timeout (10 s) is delivered; anything else is tried again after about
+    5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (`Retry-After` honoured), then the delivery is
+    failed. `410` disables the endpoint at once; so do 5 days of failed attempts. Delivery is
+    at least once and unordered: order by the event's `created_at`. In production the url
+    must be https and resolve to public addresses only (checked again at every send).
+    """
     services, merchant = await services_and_merchant(request)
     body = await read_body(request, WebhookEndpointCreate, "the endpoint")
     created = await services.webhooks.create_endpoint(
@@ -141,7 +178,11 @@ async def delete_endpoint(
 
 
 async def rotate_secret(endpoint_id: _Id, merchant: MerchantDep, services: ServicesDep) -> Response:
-    """A new signing secret; for 24 hours webhooks carry a signature by the old one too."""
+    """A new signing secret, shown this once.
+
+    For 24 hours webhooks carry two `v1,` signatures, by the new secret and by the old one,
+    so a receiver still on the old secret keeps verifying until it is given the new one.
+    """
     rotated = await services.webhooks.rotate_secret(merchant, endpoint_id)
     return json_response(endpoint_document(rotated.endpoint, rotated.secret), 200, {})
 
@@ -203,14 +244,14 @@ def _route(
 _EVENT = f"{EVENTS_PATH}/{{event_id}}"
 _ENDPOINT = f"{ENDPOINTS_PATH}/{{endpoint_id}}"
 _route(EVENTS_PATH, list_events, "GET", "List events", EventList, {**_NOT_FOUND, **_INVALID})
-_route(_EVENT, get_event, "GET", "Get an event", EventOut, _NOT_FOUND)
+_route(_EVENT, get_event, "GET", "Get an event", EventOut, {**_NOT_FOUND, **_BAD_ID})
 _route(
     f"{_EVENT}/redeliver",
     redeliver_event,
     "POST",
     "Send an event again",
     RedeliveryOut,
-    {202: {"description": "Scheduled for each subscribed endpoint"}, **_NOT_FOUND},
+    {202: {"description": "Scheduled for each subscribed endpoint"}, **_NOT_FOUND, **_BAD_ID},
     status_code=202,
 )
 _route(
@@ -224,7 +265,14 @@ _route(
     body="WebhookEndpointCreate",
 )
 _route(ENDPOINTS_PATH, list_endpoints, "GET", "List webhook endpoints", WebhookEndpointList, {})
-_route(_ENDPOINT, get_endpoint, "GET", "Get a webhook endpoint", WebhookEndpointOut, _NOT_FOUND)
+_route(
+    _ENDPOINT,
+    get_endpoint,
+    "GET",
+    "Get a webhook endpoint",
+    WebhookEndpointOut,
+    {**_NOT_FOUND, **_BAD_ID},
+)
 _route(
     _ENDPOINT,
     update_endpoint,
@@ -240,7 +288,7 @@ _route(
     "DELETE",
     "Delete a webhook endpoint",
     None,
-    {204: {"description": "Deleted"}, **_NOT_FOUND},
+    {204: {"description": "Deleted"}, **_NOT_FOUND, **_BAD_ID},
     status_code=204,
 )
 _route(
@@ -249,7 +297,7 @@ _route(
     "POST",
     "Rotate an endpoint's signing secret",
     WebhookEndpointWithSecret,
-    _NOT_FOUND,
+    {**_NOT_FOUND, **_BAD_ID},
 )
 _route(
     f"{_ENDPOINT}/deliveries",

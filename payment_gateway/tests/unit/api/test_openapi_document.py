@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 from payment_gateway.main import create_app
@@ -29,3 +31,34 @@ def test_openapi_documents_the_contract() -> None:
         assert {"Retry-After", "RateLimit-Policy", "RateLimit"} <= (
             operation["responses"]["429"]["headers"].keys()
         )
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_every_schema_reference_resolves() -> None:
+    """A body a route reads itself is named by $ref: its schema must be published too."""
+    spec = create_app().openapi()
+    schemas = spec["components"]["schemas"]
+    dangling = sorted(
+        {ref for ref in _refs(spec) if ref.removeprefix("#/components/schemas/") not in schemas}
+    )
+    assert dangling == []
+
+
+def test_the_webhook_bodies_are_documented_with_examples() -> None:
+    schemas = create_app().openapi()["components"]["schemas"]
+    for name in ("WebhookEndpointCreate", "WebhookEndpointUpdate"):
+        assert schemas[name]["examples"], name
+    create = schemas["WebhookEndpointCreate"]
+    assert create["required"] == ["url"]
+    assert create["additionalProperties"] is False
