@@ -22,7 +22,7 @@ from asgi_lifespan import LifespanManager
 from fakes import FakeBank
 from payment_gateway.bootstrap import Services
 from payment_gateway.main import create_app
-from payment_gateway.storage.tables import events, webhook_deliveries
+from payment_gateway.storage.tables import events, webhook_deliveries, webhook_endpoints
 from sqlalchemy import func, select, update
 from webhook_receiver import Answer, WebhookReceiver
 
@@ -400,3 +400,22 @@ async def test_a_slow_receiver_does_not_hold_up_another_merchants_webhooks(
                 worker.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await worker
+
+
+async def test_a_secret_no_key_decrypts_fails_its_own_delivery_only(hooked: Hooked) -> None:
+    with WebhookReceiver() as other_receiver:
+        other = await hooked.client.post(ENDPOINTS, json={"url": other_receiver.url})
+        other_receiver.secrets = [other.json()["secret"]]
+        async with hooked.services.uow.engine.begin() as connection:  # e.g. its key was dropped
+            await connection.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id == hooked.endpoint["id"])
+                .values(secret_encrypted=b"not a fernet token")
+            )
+        await hooked.pay()
+        await hooked.deliver()
+        [request] = await other_receiver.wait_for(1)
+        assert request.verified
+        assert hooked.receiver.requests == []
+        [delivery] = await hooked.deliveries()
+        assert delivery["attempts"][0]["error"] == "cannot decrypt the signing secret"

@@ -169,8 +169,14 @@ class WebhookDelivery:
 
     async def _send(self, delivery: DueDelivery) -> tuple[datetime, SendResult]:
         event = delivery.event
-        secrets = tuple(self._cipher.decrypt(token) for token in delivery.secrets_encrypted)
         attempted_at = self._clock()
+        try:
+            secrets = tuple(self._cipher.decrypt(token) for token in delivery.secrets_encrypted)
+        except Exception:  # under a key no longer configured: this endpoint's alone fails
+            log.error("webhook_secret_unreadable", endpoint_id=delivery.endpoint_id)
+            return attempted_at, SendResult(
+                None, 0, "cannot decrypt the signing secret", None, None
+            )
         result = await self._sender.send(
             delivery.url, WebhookMessage(event.id, event.body, secrets)
         )
