@@ -15,7 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from bank_simulator.auth import BearerKeyMiddleware
+from bank_simulator.bodies import read_body
 from bank_simulator.cards import Status
+from bank_simulator.challenge import install_challenge_pages
 from bank_simulator.config import Settings
 from bank_simulator.ledger import (
     AmountTooLarge,
@@ -29,7 +31,7 @@ from bank_simulator.ledger import (
     RecordResult,
     operation_view,
 )
-from bank_simulator.metrics import OPERATIONS, install_metrics
+from bank_simulator.metrics import AUTHENTICATIONS, OPERATIONS, install_metrics
 from bank_simulator.problems import (
     JSONBytesResponse,
     ProblemResponse,
@@ -38,6 +40,8 @@ from bank_simulator.problems import (
     validation_problem,
 )
 from bank_simulator.schemas import (
+    AuthenticationOut,
+    AuthenticationRequest,
     DepositRequest,
     OperationOut,
     OperationRequest,
@@ -47,6 +51,7 @@ from bank_simulator.schemas import (
     VoidRequest,
     inline_schema,
 )
+from bank_simulator.threeds import authentication_view
 
 logger = logging.getLogger("bank_simulator")
 
@@ -87,19 +92,6 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or ``None`` when it is larger than ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 async def _parse(
     request: Request, model: type[RequestModel], max_body: int
 ) -> RequestModel | ProblemResponse:
@@ -107,7 +99,7 @@ async def _parse(
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
         return problem(415, "Send the request as application/json.")
-    body = await _read_body(request, max_body)
+    body = await read_body(request, max_body)
     if body is None:
         return problem(413, f"The body must not exceed {max_body} bytes.")
     try:
@@ -177,6 +169,15 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def _create_responses(model: type[BaseModel], repeat: str, *statuses: int) -> dict[int | str, Any]:
+    """OpenAPI answers of a create route that is idempotent on its reference."""
+    answers: dict[int | str, Any] = {
+        200: {"model": model, "description": repeat},
+        201: {"model": model, "description": "Recorded"},
+    }
+    return answers | dict.fromkeys(sorted({409, 413, 415, 422, 503, *statuses}), _PROBLEM)
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = time.monotonic) -> FastAPI:
     """Build the app. Configuration comes from ``settings`` or else the environment."""
     settings = settings if settings is not None else Settings()
@@ -185,11 +186,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
     failure_rate = settings.failure_rate
     latency = settings.latency_ms / 1000
     max_body = settings.max_body_bytes
+    public_url = settings.public_url
 
     app = FastAPI(
         title="Bank simulator",
         version="0.2.0",
-        summary="Stand-in acquiring bank: test cards with fixed outcomes; capture, void, refund.",
+        summary="Stand-in acquiring bank: test cards with fixed outcomes; capture, void, refund; "
+        "3-D Secure as the issuer's access control server.",
         default_response_class=JSONBytesResponse,
         # No OpenTelemetry: FastAPI's hook would look up its providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -209,15 +212,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         status_code=201,
         response_model=None,
         summary="Charge or authorize a card (idempotent on reference)",
-        responses={
-            200: {"model": TransactionOut, "description": "Repeat: the first transaction"},
-            201: {"model": TransactionOut, "description": "Recorded"},
-            409: _PROBLEM,
-            413: _PROBLEM,
-            415: _PROBLEM,
-            422: _PROBLEM,
-            503: _PROBLEM,
-        },
+        responses=_create_responses(TransactionOut, "Repeat: the first transaction"),
         openapi_extra=_request_body(DepositRequest),
     )
     async def deposit(request: Request) -> Response:
@@ -235,6 +230,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
             payload.amount,
             payload.currency,
             payload.capture,
+            payload.three_d_secure.authentication_id if payload.three_d_secure else None,
         )
         if result is RecordResult.CONFLICT:
             logger.info("deposit reference=%r conflict", payload.reference)
@@ -336,16 +332,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
             response_model=None,
             summary=summary + " (idempotent on reference)",
             operation_id=f"create_{kind}",
-            responses={
-                200: {"model": OperationOut, "description": "Repeat: the first answer"},
-                201: {"model": OperationOut, "description": "Recorded"},
-                404: _PROBLEM,
-                409: _PROBLEM,
-                413: _PROBLEM,
-                415: _PROBLEM,
-                422: _PROBLEM,
-                503: _PROBLEM,
-            },
+            responses=_create_responses(OperationOut, "Repeat: the first answer", 404),
             openapi_extra=_request_body(model),
         )
         async def create(request: Request) -> Response:
@@ -384,6 +371,73 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         lambda p: ledger.refund(p.reference, p.deposit_reference, p.amount),
         "Refund part or all of a captured deposit",
     )
+
+    @app.post(
+        "/api/v1/3ds/authentications",
+        status_code=201,
+        response_model=None,
+        summary="Start a 3-D Secure authentication of a card and amount (idempotent on reference)",
+        responses=_create_responses(AuthenticationOut, "Repeat: the authentication now"),
+        openapi_extra=_request_body(AuthenticationRequest),
+    )
+    async def create_authentication(request: Request) -> Response:
+        payload = await _parse(request, AuthenticationRequest, max_body)
+        if isinstance(payload, ProblemResponse):
+            AUTHENTICATIONS.labels("rejected").inc()
+            return payload
+        if simulated_outage():
+            logger.info("3ds reference=%r rejected: simulated failure", payload.reference)
+            AUTHENTICATIONS.labels("unavailable").inc()
+            return _unavailable()
+        # Atomic check-and-insert, as for deposits.
+        result, authentication = ledger.authenticate(
+            payload.reference,
+            payload.card.number,
+            payload.amount,
+            payload.currency,
+            payload.return_url,
+        )
+        if result is RecordResult.CONFLICT:
+            logger.info("3ds reference=%r conflict", payload.reference)
+            AUTHENTICATIONS.labels("conflict").inc()
+            return _reference_conflict(
+                "an authentication with a different card, amount, currency or return_url"
+            )
+        created = result is RecordResult.CREATED
+        AUTHENTICATIONS.labels(authentication.status.value if created else "repeat").inc()
+        logger.info(
+            "3ds reference=%r id=%s status=%s amount=%d currency=%s %s",
+            authentication.reference,
+            authentication.id,
+            authentication.status,
+            authentication.amount,
+            authentication.currency,
+            result.value,
+        )
+        if latency:
+            await asyncio.sleep(latency)  # after recording, as for deposits
+        location = "/api/v1/3ds/authentications/" + quote(authentication.reference, safe="")
+        return JSONBytesResponse(
+            authentication_view(authentication, public_url),
+            status_code=201 if created else 200,
+            headers={"Location": location},
+        )
+
+    @app.get(
+        "/api/v1/3ds/authentications/{reference:path}",
+        response_model=None,
+        summary="A 3-D Secure authentication as it stands now (the result, read server-side)",
+        responses={200: {"model": AuthenticationOut}, 404: _PROBLEM},
+    )
+    async def get_authentication(reference: str) -> Response:
+        authentication = ledger.authentication(reference)
+        if authentication is None:
+            return problem(
+                404, "No authentication has this reference.", slug="authentication-not-found"
+            )
+        return JSONBytesResponse(authentication_view(authentication, public_url))
+
+    install_challenge_pages(app, ledger)
 
     @app.get("/healthz", response_model=None, summary="Liveness")
     async def healthz() -> Response:

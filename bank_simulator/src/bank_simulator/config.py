@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bank_simulator.schemas import web_origin
+
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+def _default_public_url() -> str:
+    """Where ``python -m bank_simulator`` listens by default (its ``PORT``, else 8081)."""
+    return f"http://127.0.0.1:{os.environ.get('PORT', '8081')}"
 
 
 class Settings(BaseSettings):
@@ -40,6 +48,22 @@ class Settings(BaseSettings):
         default=None,
         description="When set, every /api/v1 request must carry Authorization: Bearer <key>.",
     )
+
+    public_url: str = Field(
+        default_factory=_default_public_url,
+        description="The simulator as shoppers' browsers reach it: the base of challenge_url.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        try:
+            web_origin(value)
+        except ValueError:
+            raise ValueError("must be an absolute http or https URL") from None
+        if "?" in value or "#" in value:
+            raise ValueError("must have no query or fragment")
+        return value.rstrip("/")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""In-memory, bounded store of deposits and of the captures, voids and refunds made on them.
+"""In-memory, bounded store of deposits, of the captures, voids and refunds made on them, and
+of 3-D Secure authentications.
 
 The store is used from the event loop only and none of its methods await, so every
 check-and-apply (:meth:`Ledger.record`, :meth:`Ledger.operate`) is atomic with respect to
@@ -28,8 +29,10 @@ from bank_simulator.cards import (
     Outcome,
     Status,
     declines_refunds,
+    enrolment,
     outcome_for,
 )
+from bank_simulator.threeds import Authentication
 
 Clock = Callable[[], float]
 
@@ -37,9 +40,11 @@ Clock = Callable[[], float]
 # cannot be reversed by enumerating the (small) space of card numbers.
 _FINGERPRINT_KEY = secrets.token_bytes(32)
 
-# Deposits and operations share one bounded store, each under its own reference namespace.
+# Deposits, operations and authentications share one bounded store, each under its own
+# reference namespace.
 _DEPOSIT = "deposit"
 _OPERATION = "operation"
+_AUTHENTICATION = "authentication"
 
 
 def card_fingerprint(card_number: str) -> bytes:
@@ -164,13 +169,17 @@ class Ledger:
     ) -> None:
         if max_transactions < 1:
             raise ValueError("max_transactions must be at least 1")
-        self._items: OrderedDict[tuple[str, str], Transaction | Operation] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], Transaction | Operation | Authentication] = (
+            OrderedDict()
+        )
+        self._authentication_references: dict[str, str] = {}  # authentication id → reference
         self._max = max_transactions
         self._settle_seconds = settle_seconds
         self._clock = clock
 
     def __len__(self) -> int:
-        """Deposits and operations held (both count toward ``max_transactions``)."""
+        """Deposits, operations and authentications held (all count toward
+        ``max_transactions``)."""
         return len(self._items)
 
     def __contains__(self, reference: object) -> bool:
@@ -187,19 +196,67 @@ class Ledger:
         item = self._items.get((_OPERATION, reference))
         return item if isinstance(item, Operation) and item.kind is kind else None
 
+    def authentication(self, reference: str) -> Authentication | None:
+        """The 3-D Secure authentication recorded under ``reference``."""
+        item = self._items.get((_AUTHENTICATION, reference))
+        return item if isinstance(item, Authentication) else None
+
+    def authentication_by_id(self, authentication_id: str) -> Authentication | None:
+        """The 3-D Secure authentication with this (bank-assigned) id."""
+        reference = self._authentication_references.get(authentication_id)
+        return None if reference is None else self.authentication(reference)
+
+    def authenticate(
+        self, reference: str, card_number: str, amount: int, currency: str, return_url: str
+    ) -> tuple[RecordResult, Authentication]:
+        """Start a 3-D Secure authentication, or return the one already under ``reference``.
+
+        Must stay free of ``await``, like :meth:`record`.
+        """
+        fingerprint = card_fingerprint(card_number)
+        existing = self.authentication(reference)
+        if existing is not None:
+            return _repeat(existing.matches(fingerprint, amount, currency, return_url)), existing
+        authentication = Authentication.start(
+            reference,
+            fingerprint,
+            card_number[-4:],
+            amount,
+            currency,
+            return_url,
+            enrolment(card_number),
+        )
+        self._authentication_references[authentication.id] = reference
+        self._store((_AUTHENTICATION, reference), authentication)
+        return RecordResult.CREATED, authentication
+
     def record(
-        self, reference: str, card_number: str, amount: int, currency: str, capture: bool = True
+        self,
+        reference: str,
+        card_number: str,
+        amount: int,
+        currency: str,
+        capture: bool = True,
+        authentication_id: str | None = None,
     ) -> tuple[RecordResult, Transaction]:
         """Record a deposit, or return the one already recorded under ``reference``.
 
+        A card enrolled in 3-D Secure needs ``authentication_id`` to name an authenticated
+        authentication of the same card, amount and currency; else the deposit is declined
+        ``authentication_required``. The authentication is not part of the duplicate
+        comparison: a repeat gets the first answer, whatever it names.
         Must stay free of ``await``: this is what makes concurrent duplicates safe.
         """
         fingerprint = card_fingerprint(card_number)
         existing = self.get(reference)
         if existing is not None:
-            if existing.matches(fingerprint, amount, currency, capture):
-                return RecordResult.REPLAYED, existing
-            return RecordResult.CONFLICT, existing
+            return _repeat(existing.matches(fingerprint, amount, currency, capture)), existing
+        authentication = (
+            self.authentication_by_id(authentication_id) if authentication_id is not None else None
+        )
+        authenticated = authentication is not None and authentication.covers(
+            fingerprint, amount, currency
+        )
         transaction = Transaction(
             transaction_id=str(uuid.uuid4()),
             reference=reference,
@@ -207,7 +264,7 @@ class Ledger:
             amount=amount,
             currency=currency,
             capture=capture,
-            outcome=outcome_for(card_number, capture=capture),
+            outcome=outcome_for(card_number, capture=capture, authenticated=authenticated),
             created_at=self._clock(),
             declines_refunds=declines_refunds(card_number),
         )
@@ -275,9 +332,7 @@ class Ledger:
         """
         existing = self._items.get((_OPERATION, reference))
         if isinstance(existing, Operation):
-            if existing.matches(kind, deposit_reference, amount):
-                return RecordResult.REPLAYED, existing
-            return RecordResult.CONFLICT, existing
+            return _repeat(existing.matches(kind, deposit_reference, amount)), existing
         deposit = self.get(deposit_reference)
         if deposit is None:
             raise DepositNotFound("no deposit has this reference")
@@ -295,10 +350,12 @@ class Ledger:
         self._store((_OPERATION, reference), operation)
         return RecordResult.CREATED, operation
 
-    def _store(self, key: tuple[str, str], item: Transaction | Operation) -> None:
+    def _store(self, key: tuple[str, str], item: Transaction | Operation | Authentication) -> None:
         self._items[key] = item
         while len(self._items) > self._max:
-            self._items.popitem(last=False)
+            _, dropped = self._items.popitem(last=False)
+            if isinstance(dropped, Authentication):
+                del self._authentication_references[dropped.id]
 
     def view(self, transaction: Transaction) -> dict[str, Any]:
         """The public representation of the deposit ``transaction`` as it stands now."""
@@ -327,6 +384,11 @@ def operation_view(operation: Operation) -> dict[str, Any]:
         "transaction_id": operation.transaction_id,
         "created_at": _timestamp(operation.created_at),
     }
+
+
+def _repeat(same_content: bool) -> RecordResult:
+    """A reference seen before: the first answer again, or a conflict."""
+    return RecordResult.REPLAYED if same_content else RecordResult.CONFLICT
 
 
 def _require_status(status: Status, required: Status) -> None:

@@ -2,8 +2,8 @@
 
 The simulator is a test stand-in reachable only from inside the deployment, so its metrics
 share the API port (the gateway, which merchants reach, serves its own on a separate port).
-Three series families: deposits by outcome, captures/voids/refunds by kind and outcome, and
-request latency by route template.
+Five series families: deposits by outcome, captures/voids/refunds by kind and outcome, 3-D
+Secure authentications and challenge answers by outcome, and request latency by route template.
 """
 
 from __future__ import annotations
@@ -30,6 +30,18 @@ OPERATIONS = Counter(
     "declined, repeat, conflict, refused: against the deposit's status or amount, unavailable, "
     "rejected: malformed)",
     ["kind", "outcome"],
+)
+AUTHENTICATIONS = Counter(
+    "bank_3ds_authentications_total",
+    "3-D Secure authentication requests by outcome (authenticated, not_enrolled, "
+    "challenge_required: created so, repeat, conflict, unavailable, rejected: malformed)",
+    ["outcome"],
+)
+CHALLENGES = Counter(
+    "bank_3ds_challenges_total",
+    "Challenge form posts by outcome (authenticated, wrong_code, canceled, replayed: already "
+    "answered, unchanged, forbidden: missing or wrong CSRF token)",
+    ["outcome"],
 )
 REQUEST_SECONDS = Histogram(
     "bank_http_request_duration_seconds",

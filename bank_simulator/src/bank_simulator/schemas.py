@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +44,39 @@ Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]
 
+MAX_URL_LENGTH = 2048
+# A host as it may appear in a Content-Security-Policy source: a DNS name or an IP literal
+# (``urlsplit`` gives an IPv6 one without its brackets).
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+def web_origin(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute http(s) URL; ``ValueError`` when it is not one.
+
+    Built from the parsed parts, so it is safe to put into a Content-Security-Policy.
+    """
+    if len(url) > MAX_URL_LENGTH or any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("must be an absolute http or https URL")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc or not _HOST.fullmatch(host):
+        raise ValueError("must be an absolute http or https URL")
+    port = parts.port  # ValueError when it is not a number from 0 to 65535
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _http_url(value: str) -> str:
+    try:
+        web_origin(value)
+    except ValueError:
+        raise PydanticCustomError("url", "must be an absolute http or https URL") from None
+    return value  # unchanged: the shopper is sent back to exactly this
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
 # Friendlier messages than "String should match pattern '...'", by field path.
 PATTERN_MESSAGES: dict[str, str] = {
     "card.number": "must be 12 to 19 digits",
@@ -70,6 +105,19 @@ class DepositRequest(BaseModel):
     capture: StrictBool = Field(
         default=True,
         description="false: only authorize (status authorized), to be captured or voided later.",
+    )
+    three_d_secure: ThreeDSecureReference | None = Field(
+        default=None,
+        description="Needed for a card enrolled in 3-D Secure (else declined "
+        "authentication_required); ignored for any other card.",
+    )
+
+
+class ThreeDSecureReference(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    authentication_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="The id the bank gave the 3-D Secure authentication of this card and amount."
     )
 
 
@@ -114,6 +162,47 @@ class OperationOut(BaseModel):
     reason: str | None
     transaction_id: str
     created_at: str = Field(description="RFC 3339, UTC, with microseconds.")
+
+
+class AuthenticationCard(BaseModel):
+    """The card to authenticate: never its CVV."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: CardNumber = Field(examples=["4000000000003220"])
+    expiry: Expiry = Field(examples=["12/2042"])
+    holder_name: HolderName | None = Field(default=None, examples=["John Doe"])
+
+
+class AuthenticationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: Reference = Field(
+        description="Caller's id for the authentication; de-duplicated on."
+    )
+    card: AuthenticationCard
+    amount: Amount = Field(description="Minor units, JSON integer.", examples=[1000])
+    currency: Currency = Field(examples=["EUR"])
+    return_url: HttpUrl = Field(
+        description="Where the shopper's browser is sent (303) once the challenge is answered.",
+        examples=["https://gateway.example/3ds/return"],
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH},
+    )
+
+
+class AuthenticationOut(BaseModel):
+    id: str = Field(description="The bank's id of the authentication; a deposit names it.")
+    reference: str
+    status: Literal["authenticated", "not_enrolled", "challenge_required", "failed"]
+    flow: Literal["frictionless", "challenge"] | None
+    challenge_url: str | None = Field(
+        description="The challenge page, for the shopper's browser (challenge flow only)."
+    )
+    eci: Literal["05"] | None = Field(description='"05" once authenticated, else null.')
+    version: Literal["2.2.0"]
+    failure_reason: Literal["wrong_code", "canceled"] | None = Field(
+        description="Why a failed authentication failed; else null."
+    )
 
 
 class FieldError(BaseModel):

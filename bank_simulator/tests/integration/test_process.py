@@ -185,3 +185,57 @@ async def test_operations_over_http(simulator: tuple[str, Path]) -> None:
     assert "refund reference='r-d'" in log
     assert "4000000000005126" not in log
     assert API_KEY not in log
+
+
+def test_three_d_secure_over_http(simulator: tuple[str, Path]) -> None:
+    """A challenge card: authentication → the challenge page in the 'browser' (no key) → code
+    1234 → 303 to return_url → the result read with the key → the deposit succeeds."""
+    base_url, log_path = simulator
+    card = "4000000000003220"
+    return_url = "http://127.0.0.1:1/3ds/return?p=1"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=base_url, timeout=5, headers=headers) as client:
+        created = client.post(
+            "/api/v1/3ds/authentications",
+            json={
+                "reference": "3ds-1",
+                "card": {"number": card, "expiry": "12/2042"},
+                "amount": 1234,
+                "currency": "EUR",
+                "return_url": return_url,
+            },
+        )
+        assert created.status_code == 201
+        authentication = created.json()
+        # PUBLIC_URL defaults to where the simulator listens (its PORT).
+        assert authentication["challenge_url"] == (
+            f"{base_url}/3ds/challenge/{authentication['id']}"
+        )
+    with httpx.Client(timeout=5) as browser:
+        page = browser.get(authentication["challenge_url"])
+        assert page.status_code == 200
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        answer = browser.post(
+            authentication["challenge_url"], data={"csrf_token": token, "code": "1234"}
+        )
+        assert (answer.status_code, answer.headers["location"]) == (303, return_url)
+    with httpx.Client(base_url=base_url, timeout=5, headers=headers) as client:
+        result = client.get("/api/v1/3ds/authentications/3ds-1").json()
+        assert (result["status"], result["eci"]) == ("authenticated", "05")
+        deposit = client.post(
+            "/api/v1/deposit",
+            json={
+                "reference": "3ds-deposit",
+                "card": {"number": card, "expiry": "12/2042", "cvv": "321"},
+                "amount": 1234,
+                "currency": "EUR",
+                "three_d_secure": {"authentication_id": authentication["id"]},
+            },
+        )
+        assert deposit.json()["status"] == "succeeded"
+
+    log = log_path.read_text()
+    assert "3ds challenge id=" in log
+    assert card not in log
+    assert token not in log

@@ -15,6 +15,8 @@ VARIABLES = [
     "MAX_TRANSACTIONS",
     "LOG_LEVEL",
     "MAX_BODY_BYTES",
+    "PUBLIC_URL",
+    "PORT",
 ]
 
 
@@ -59,9 +61,22 @@ def test_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MAX_TRANSACTIONS", "0"),
         ("PENDING_SETTLE_SECONDS", "-1"),
         ("LOG_LEVEL", "LOUD"),
+        ("PUBLIC_URL", "bank.example"),
+        ("PUBLIC_URL", "ftp://bank.example"),
+        ("PUBLIC_URL", "https://bank.example/?x=1"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         Settings()
+
+
+def test_public_url_defaults_to_where_the_simulator_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().public_url == "http://127.0.0.1:8081"
+    monkeypatch.setenv("PORT", "9123")
+    assert Settings().public_url == "http://127.0.0.1:9123"
+    monkeypatch.setenv("PUBLIC_URL", "https://bank.example/acs/")
+    assert Settings().public_url == "https://bank.example/acs"

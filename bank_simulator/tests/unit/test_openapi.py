@@ -51,3 +51,32 @@ def test_module_level_app_exists() -> None:
     from bank_simulator.main import app
 
     assert app.state.settings.max_transactions >= 1
+
+
+async def test_openapi_describes_three_d_secure(client: BankClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    create = schema["paths"]["/api/v1/3ds/authentications"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"reference", "card", "amount", "currency", "return_url"}
+    assert body["additionalProperties"] is False
+    assert set(body["properties"]["card"]["properties"]) == {"number", "expiry", "holder_name"}
+    assert body["properties"]["return_url"]["format"] == "uri"
+    assert {"200", "201", "409", "413", "415", "422", "503"} <= create["responses"].keys()
+    inquiry = schema["paths"]["/api/v1/3ds/authentications/{reference}"]["get"]
+    assert {"200", "404"} <= inquiry["responses"].keys()
+    out = schema["components"]["schemas"]["AuthenticationOut"]["properties"]
+    assert set(out) == {
+        "id",
+        "reference",
+        "status",
+        "flow",
+        "challenge_url",
+        "eci",
+        "version",
+        "failure_reason",
+    }
+    deposit = schema["paths"]["/api/v1/deposit"]["post"]["requestBody"]["content"]
+    three_d_secure = deposit["application/json"]["schema"]["properties"]["three_d_secure"]
+    assert "authentication_id" in str(three_d_secure)
+    # The challenge page is for browsers: not part of the API document.
+    assert not [path for path in schema["paths"] if path.startswith("/3ds/")]
