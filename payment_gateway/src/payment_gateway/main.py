@@ -116,6 +116,7 @@ def create_app(
             refused=refused_keys,
             hold_seconds=settings.rate_limit_hold_seconds,
             max_held=settings.rate_limit_max_held,
+            max_in_flight=settings.rate_limit_max_in_flight,
         )
     app.add_middleware(SecurityHeadersMiddleware)  # around the 413 too
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every request and answer

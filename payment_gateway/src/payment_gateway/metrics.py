@@ -48,7 +48,8 @@ RECONCILER_LAG = Gauge(
 )
 RATE_LIMITED = Counter(
     "gateway_rate_limited_requests_total",
-    "Requests answered 429 by a rate limit: per API key (key) or per client address (address)",
+    "Requests answered 429 by a rate limit: per API key (key), per client address (address) "
+    "or over the per-key cap of requests in progress (in_flight)",
     ["scope"],
 )
 RATE_LIMIT_HELD = Counter(

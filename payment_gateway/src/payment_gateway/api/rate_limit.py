@@ -98,8 +98,10 @@ class RateLimiter:
         storage_errors: tuple[type[Exception], ...] = (),
         close: Callable[[], Awaitable[None]] | None = None,
         refused: RefusedKeys | None = None,
+        pace: bool = False,
     ) -> None:
         self.per_key = per_key
+        self.pace = pace
         self.per_address = per_address
         self._strategy = MovingWindowRateLimiter(storage)
         self._storage_errors = storage_errors
@@ -122,6 +124,13 @@ class RateLimiter:
 
     async def check(self, policy: RatePolicy, identifier: str) -> None:
         """Count one request; raise RateLimited when it is over the policy's quota."""
+        if policy is self.per_key:
+            # Recorded as refused (or paced) since the middleware let this request pass:
+            # refused here too, without asking the storage (api/refused_keys.py).
+            refusal = self.refused.refusal(identifier)
+            if refusal is not None:
+                RATE_LIMITED.labels(policy.scope).inc()
+                raise RateLimited(policy, 0, max(1, math.ceil(refusal.until - time.monotonic())))
         if not await self._hit(policy, identifier):
             RATE_LIMITED.labels(policy.scope).inc()
             window = await self._window(policy, identifier)
@@ -132,6 +141,8 @@ class RateLimiter:
                 self.refused.refuse(identifier, policy, wait)
             # The moving window's reset is when its oldest request leaves it: one slot frees.
             raise RateLimited(policy, max(remaining, 0), max(1, math.ceil(wait)))
+        if policy is self.per_key and self.pace:
+            self.refused.pace(identifier, policy)
 
     async def aclose(self) -> None:
         if self._close is not None:
@@ -189,7 +200,12 @@ def create_rate_limiter(
     if not redis_url:
         memory = MemoryStorage()
         return RateLimiter(
-            memory, per_key, per_address, close=lambda: _close_memory(memory), refused=refused
+            memory,
+            per_key,
+            per_address,
+            close=lambda: _close_memory(memory),
+            refused=refused,
+            pace=settings.rate_limit_pace,
         )
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
@@ -215,6 +231,7 @@ def create_rate_limiter(
         storage_errors=(RedisError,),
         close=pool.aclose,
         refused=refused,
+        pace=settings.rate_limit_pace,
     )
 
 

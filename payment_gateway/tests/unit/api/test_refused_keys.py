@@ -49,10 +49,13 @@ def test_a_refused_key_stays_refused_until_its_window_frees_a_slot(clock: Clock)
     assert refused.refusal("hash-b") is None
     clock.now += 0.1
     assert refused.refusal("hash-a") is None
+    assert len(refused) == 1  # kept one more window, to pace the key (see the pacing tests)
+    clock.now += PER_KEY.window_seconds
+    assert refused.refusal("hash-a") is None
     assert len(refused) == 0  # the expired entry is gone once looked up
 
 
-def test_past_its_size_the_table_drops_the_keys_whose_window_has_reset(
+def test_past_its_size_the_table_drops_the_keys_no_longer_refused_nor_paced(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(refused_keys, "PURGE_ABOVE", 3)
@@ -60,7 +63,7 @@ def test_past_its_size_the_table_drops_the_keys_whose_window_has_reset(
     refused.refuse("expired-1", PER_KEY, 1)
     refused.refuse("expired-2", PER_KEY, 1)
     refused.refuse("live", PER_KEY, 5)
-    clock.now += 2
+    clock.now += 1 + PER_KEY.window_seconds  # the first two refused and paced no more
     refused.refuse("new", PER_KEY, 1)
     assert len(refused) == 2
     assert refused.refusal("live") is not None
@@ -204,3 +207,131 @@ async def test_a_cancelled_hold_frees_its_place() -> None:
     with pytest.raises(asyncio.CancelledError):
         await held
     assert middleware.held == 0
+
+
+class Parked:
+    """The app behind the middleware, answering only when told: requests stay in progress."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_a_key_over_its_in_flight_cap_is_answered_429_without_the_app() -> None:
+    app = Parked()
+    middleware = RefusedKeyMiddleware(app, RefusedKeys(), 0, 256, max_in_flight=2)
+    refused_before = REGISTRY.get_sample_value(
+        "gateway_rate_limited_requests_total", {"scope": "in_flight"}
+    )
+    in_progress = [asyncio.create_task(call(middleware, FLOODER_KEY)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert app.calls == 2
+    start, body = await call(middleware, FLOODER_KEY)
+    assert app.calls == 2  # the third never reached the app
+    assert start["status"] == 429
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"retry-after"] == b"1"
+    assert orjson.loads(body["body"])["detail"] == (
+        "more than 2 requests with this API key in progress at once: retry after 1 s"
+    )
+    assert (
+        REGISTRY.get_sample_value("gateway_rate_limited_requests_total", {"scope": "in_flight"})
+        == (refused_before or 0) + 1
+    )
+    # Another key, and a request without one, are not held back by the first key's cap.
+    others = [asyncio.create_task(call(middleware, key)) for key in (OTHER_KEY, None)]
+    await asyncio.sleep(0.01)
+    assert app.calls == 4
+    app.release.set()
+    for request in [*in_progress, *others]:
+        [start, _] = await request
+        assert start["status"] == 201
+    # Finished requests leave the table: the key may send its two again.
+    assert middleware._in_flight == {}
+    [start, _] = await call(middleware, FLOODER_KEY)
+    assert start["status"] == 201
+
+
+async def test_an_in_flight_refusal_is_held_like_the_others() -> None:
+    app = Parked()
+    middleware = RefusedKeyMiddleware(app, RefusedKeys(), 0.2, 256, max_in_flight=1)
+    first = asyncio.create_task(call(middleware, FLOODER_KEY))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    [start, _] = await call(middleware, FLOODER_KEY)
+    assert time.monotonic() - started >= 0.2
+    assert start["status"] == 429
+    app.release.set()
+    await first
+
+
+def test_a_key_refused_within_the_last_window_is_paced_one_interval_per_admission(
+    clock: Clock,
+) -> None:
+    interval = PER_KEY.window_seconds / PER_KEY.quota  # 2 s / 3
+    refused = RefusedKeys()
+    refused.pace("hash-a", PER_KEY)  # never refused: admissions record nothing
+    assert len(refused) == 0
+    refused.refuse("hash-a", PER_KEY, 0.1)
+    clock.now += 0.1  # its window frees a slot
+    assert refused.refusal("hash-a") is None
+    refused.pace("hash-a", PER_KEY)  # the limiter admits one: the next waits one interval
+    refusal = refused.refusal("hash-a")
+    assert refusal is not None
+    assert refusal.until == pytest.approx(clock.now + interval)
+    clock.now += interval
+    assert refused.refusal("hash-a") is None
+    # A window after its last admission without a refusal, the key is no longer paced.
+    clock.now += PER_KEY.window_seconds
+    refused.pace("hash-a", PER_KEY)
+    assert refused.refusal("hash-a") is None
+    assert len(refused) == 0
+
+
+async def test_a_key_refused_meanwhile_is_refused_by_the_limiter_without_the_storage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = RefusedKeys()
+    limits = RateLimiter(
+        MemoryStorage(), PER_KEY, RatePolicy("per-address", "address", 1, 2), refused=refused
+    )
+    for _ in range(3):
+        await limits.check(limits.per_key, "hash-a")
+    with pytest.raises(RateLimited):
+        await limits.check(limits.per_key, "hash-a")  # over: refused until a slot frees
+
+    async def no_storage(*_: object, **__: object) -> bool:
+        raise AssertionError("a key recorded as refused must not reach the storage")
+
+    # A request that passed the middleware just before the refusal is refused too.
+    monkeypatch.setattr(limits._strategy, "hit", no_storage)
+    with pytest.raises(RateLimited) as refusal:
+        await limits.check(limits.per_key, "hash-a")
+    assert refusal.value.headers is not None
+    assert refusal.value.headers["Retry-After"] == "2"
+
+
+@pytest.mark.parametrize("pace", [True, False])
+async def test_with_pacing_on_an_admission_of_a_key_refused_lately_refuses_it_briefly(
+    pace: bool,
+) -> None:
+    refused = RefusedKeys()
+    limits = RateLimiter(
+        MemoryStorage(),
+        PER_KEY,
+        RatePolicy("per-address", "address", 1, 2),
+        refused=refused,
+        pace=pace,
+    )
+    refused.refuse("hash-b", PER_KEY, 0)  # refused, and its window has already freed a slot
+    await limits.check(limits.per_key, "hash-b")  # admitted
+    assert (refused.refusal("hash-b") is not None) is pace
+    await limits.check(limits.per_key, "hash-c")  # never refused: never paced
+    assert refused.refusal("hash-c") is None
