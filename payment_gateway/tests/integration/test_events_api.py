@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from payment_gateway.bootstrap import Services
+from payment_gateway.domain.bank import BankAnswer
 from payment_gateway.storage.tables import payments
 from sqlalchemy import update
 
@@ -193,3 +194,18 @@ async def test_bad_listing_parameters_name_the_parameter(
         EVENTS, params={"starting_after": "a", "ending_before": "b"}, headers=merchant
     )
     assert both.status_code == 422
+
+
+async def test_a_refund_the_bank_declines_is_a_refund_failed_event(
+    gateway: Gateway, merchant: dict[str, str]
+) -> None:
+    payment = await pay(gateway, merchant)
+    gateway.bank.operation_answers_default = BankAnswer("100", "refund_declined", "tx")
+    refund = await gateway.client.post(
+        f"{PAYMENTS}/{payment['id']}/refunds", json={"amount": 100}, headers=merchant
+    )
+    assert refund.json()["status"] == "failed"
+    [event] = await events_of(gateway, merchant, refund.json()["id"])
+    assert event["type"] == "refund.failed"
+    assert event["data"]["object"] == refund.json()
+    assert event["data"]["object"]["failure_reason"] == "refund_declined"

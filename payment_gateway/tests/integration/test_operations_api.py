@@ -257,8 +257,14 @@ async def test_authorizations_not_captured_in_time_are_canceled_as_expired(
             await asyncio.sleep(0.6)
             await app.state.services.reconciler.expire_authorizations()
             read = await client.get(f"{PAYMENTS}/{payment['id']}", headers=MERCHANT_ONE)
+            listed = await client.get(
+                "/api/v1/events", params={"type": "payment.canceled"}, headers=MERCHANT_ONE
+            )
     assert (read.json()["status"], read.json()["cancellation_reason"]) == ("canceled", "expired")
     assert [op[2] for op in bank.operations if op[0] is OperationKind.VOID] == [payment["id"]]
+    # The expiry is a state change like any other: its event shows the canceled payment.
+    told = [e for e in listed.json()["data"] if e["data"]["object"]["id"] == payment["id"]]
+    assert [event["data"]["object"] for event in told] == [read.json()]
 
 
 async def _age_operations(gateway: Gateway) -> None:
