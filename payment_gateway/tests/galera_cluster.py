@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def missing_requirements() -> str | None:
     """Why a cluster cannot start on this machine, or None when it can be tried."""
-    for program in (MARIADBD, INSTALL_DB, "rsync"):
+    for program in (MARIADBD, INSTALL_DB, "mariadb", "rsync"):
         if shutil.which(program) is None and not Path(f"/usr/sbin/{program}").exists():
             return f"{program} is not installed (apt-get install mariadb-server galera-4 rsync)"
     if not PROVIDER.exists():
