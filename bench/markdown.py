@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from bench.results import (
     FairUse,
     FairUseRun,
+    Galera,
     Integrity,
     Listing,
     MemoryRow,
@@ -40,6 +41,8 @@ def render_markdown(report: Report) -> str:
         lines += _fair_use(report.fair_use)
     if report.listing is not None:
         lines += _listing(report.listing)
+    if report.galera is not None:
+        lines += _galera(report.galera)
     if report.memory:
         lines += _memory_table(report)
     if report.targets:
@@ -231,6 +234,38 @@ def _listing(listing: Listing) -> list[str]:
             ),
         ]
     return [*lines, "", *_targets_table(listing.targets)]
+
+
+def _galera(galera: Galera) -> list[str]:
+    single = galera.runs[0]
+    settings = ", ".join(
+        f"`{name}={value}`" for name, value in sorted(galera.node_settings.items())
+    )
+    return [
+        "",
+        "### Galera cluster (issue 15)",
+        "",
+        f"Three gateway replicas (one worker each) and three wrk runs at once, one per replica "
+        f"({single.connections} connections in all, {single.duration_s:.0f} s): first all on "
+        "the single MariaDB server, then one replica per node of a 3-node Galera cluster "
+        f"started on loopback in {galera.cluster_start_s:.1f} s (nodes: {settings}; the "
+        "gateway's sessions on them: `wsrep_sync_wait=3`, statements as text). p50 is the "
+        "mean of the three runs, p90/p99 the worst.",
+        "",
+        "| database | nodes | payments/s | p50 ms | p90 ms | p99 ms | non-2xx | socket err. "
+        "| gateway CPU ms/payment | MariaDB CPU ms/payment | background CPU |",
+        "| --- |" + " ---: |" * 10,
+        *(
+            f"| {run.name} | {run.nodes} | {run.per_second:,.0f} | {run.latency_ms.p50:.1f} "
+            f"| {run.latency_ms.p90:.1f} | {run.latency_ms.p99:.1f} | {run.non_2xx} "
+            f"| {run.socket_errors} | {run.gateway_cpu_ms_per_payment:.2f} "
+            f"| {run.mariadb_cpu_ms_per_payment:.2f} | {run.background_cpu_pct:.0f} % |"
+            for run in galera.runs
+        ),
+        "",
+        f"The cluster makes {galera.payments_per_second_ratio:.0%} of the single server's "
+        "payments/s.",
+    ]
 
 
 def _memory_table(report: Report) -> list[str]:

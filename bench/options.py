@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-Selection = Literal["fair-use", "listing"]  # the part of the benchmark --only runs
+Selection = Literal["fair-use", "listing", "galera"]  # the part of the benchmark --only runs
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,10 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument(
         "--only",
-        choices=["fair-use", "listing"],
+        choices=["fair-use", "listing", "galera"],
         help="run only this part: fair-use = the flooding-merchant runs with rate limits on; "
         "listing = pages of payments over 1,000,000 bulk-loaded ones (50,000 with --quick) "
+        "galera = three replicas on a 3-node Galera cluster vs. on one server "
         "(results go to results/latest-<part>.* and do not replace latest)",
     )
     args = parser.parse_args(argv)

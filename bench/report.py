@@ -12,6 +12,7 @@ from bench.paths import RESULTS_DIR
 from bench.results import (
     FairUse,
     FairUseRun,
+    Galera,
     Integrity,
     Listing,
     LogSummary,
@@ -50,6 +51,7 @@ def build_report(
     elapsed_s: float,
     fair_use: Sequence[FairUseRun] | None = None,
     listing: Listing | None = None,
+    galera: Galera | None = None,
 ) -> Report:
     """The report; ``runs``, ``limits`` and ``integrity`` are empty (None) with --only, and
     ``fair_use`` and ``listing`` are None when their runs were not made."""
@@ -72,6 +74,7 @@ def build_report(
         if fair_use is None
         else FairUse(tuple(fair_use), check_fair_use_targets(fair_use)),
         listing=listing,
+        galera=galera,
     )
 
 
@@ -187,6 +190,9 @@ def result_names(report: Report) -> list[str]:
     one replaces latest and keeps a timestamped copy."""
     if report.quick:
         return ["latest-quick"]
+    if report.options.only == "galera":  # kept: the measured cost of replication
+        stamp = datetime.fromisoformat(report.date).strftime("%Y%m%dT%H%M%SZ")
+        return ["latest-galera", f"{stamp}-galera"]
     if report.options.only:
         return [f"latest-{report.options.only}"]
     return ["latest", datetime.fromisoformat(report.date).strftime("%Y%m%dT%H%M%SZ")]

@@ -238,6 +238,35 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class ClusterRun:
+    """Three gateway replicas under three wrk runs at once, on one database configuration."""
+
+    name: str  # "single server" or "Galera, 3 nodes"
+    nodes: int  # mariadbd processes
+    replicas: int
+    connections: int  # over all three wrk runs
+    duration_s: float
+    responses: int
+    non_2xx: int
+    socket_errors: int
+    per_second: float  # 2xx answers (payments) per second, all replicas
+    latency_ms: Latency  # p50/p75/mean: mean of the three runs; p90 and above: the worst
+    gateway_cpu_ms_per_payment: float  # the three replicas
+    mariadb_cpu_ms_per_payment: float  # every mariadbd of the configuration
+    background_cpu_pct: float  # share of all cores used by processes outside the benchmark
+
+
+@dataclass(frozen=True)
+class Galera:
+    """Issue 15: payments on a 3-node Galera cluster against a single server, same session."""
+
+    cluster_start_s: float
+    runs: tuple[ClusterRun, ...]  # single server, then Galera
+    payments_per_second_ratio: float  # Galera / single server
+    node_settings: Mapping[str, str]  # the cluster nodes' replication-relevant variables
+
+
+@dataclass(frozen=True)
 class Report:
     date: str  # ISO 8601, UTC, seconds
     elapsed_s: float
@@ -255,6 +284,7 @@ class Report:
     logs: tuple[LogSummary, ...]
     fair_use: FairUse | None = None  # results from before the fair-use run have none
     listing: Listing | None = None  # results from before the listing run have none
+    galera: Galera | None = None  # results from before the Galera run have none
 
 
 _REPORT = TypeAdapter(Report)

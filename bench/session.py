@@ -19,7 +19,9 @@
 
 Processes, the database and the database user are always cleaned up, even on Ctrl-C.
 ``--only fair-use`` runs steps 1, 2 (without the gateway), 5 and 7; ``--only listing`` runs
-1, 2 (without the gateway), 5b and 7.
+1, 2 (without the gateway), 5b and 7; ``--only galera`` runs 1, 2 (without the gateway), the
+Galera runs (bench/galera.py: three replicas on the single server, then on a 3-node Galera
+cluster) and 7.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.fair_use import measure_fair_use
+from bench.galera import measure_galera
 from bench.listing import measure_listing
 from bench.logscan import scan_log
 from bench.machine import machine_info
@@ -215,10 +218,16 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         )
         stop_service(harness.services["gateway"])
 
+    # Galera is only run when asked for (--only galera): it starts a cluster of its own.
+    galera = measure_galera(harness, environment) if options.only == "galera" else None
     # After the integrity check: its payments are not among the headline runs' rows.
-    fair_use = measure_fair_use(harness, environment) if options.only != "listing" else None
+    fair_use = (
+        measure_fair_use(harness, environment) if options.only in (None, "fair-use") else None
+    )
     # After the payment runs: the million rows it loads would slow their inserts down.
-    listing = measure_listing(harness, db, environment) if options.only != "fair-use" else None
+    listing = (
+        measure_listing(harness, db, environment) if options.only in (None, "listing") else None
+    )
     limits = [] if options.only else measure_limits(options, harness)
     return build_report(
         options,
@@ -234,6 +243,7 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         time.monotonic() - clock,
         fair_use,
         listing,
+        galera,
     )
 
 

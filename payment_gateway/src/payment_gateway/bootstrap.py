@@ -111,7 +111,7 @@ async def build_services(
     uow = SqlUnitOfWorkFactory(engine)
     try:
         if settings.auto_migrate:
-            await migrate(engine)
+            await migrate(engine, at_start=True)
         vault = CardVault(settings.encryption_keys)
         await verify_key_checks(engine, vault, settings.idempotency_key_bytes)
     except BaseException:

@@ -26,6 +26,7 @@ from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
 from payment_gateway.metrics import start_metrics_server
 from payment_gateway.service.ports import BankAdapter
+from payment_gateway.service.storage_retry import retrying_storage
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings, bank)
+        # Both are safe to repeat: replicas starting together on two Galera nodes may
+        # conflict over the same rows, and the loser runs again.
         if settings.seed_demo_merchants:
-            await services.merchants.seed_demo_merchants()
+            await retrying_storage(services.merchants.seed_demo_merchants)
         elif settings.is_production:
-            await services.merchants.revoke_demo_keys()
+            await retrying_storage(services.merchants.revoke_demo_keys)
         app.state.services = services
         app.state.rate_limiter = create_rate_limiter(settings, refused_keys)
         metrics = (

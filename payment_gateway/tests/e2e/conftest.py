@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +116,37 @@ class Stack:
 # Both sides get the shared key, so every e2e test runs the bank calls authenticated.
 BANK_API_KEY = "e2e-shared-bank-key-0123456789abcdef"
 BANK_AUTH = {"Authorization": f"Bearer {BANK_API_KEY}"}
+
+
+def deposits_logged(bank: Service, reference: str | None = None) -> list[str]:
+    """The bank's log line for each deposit it recorded (a replayed one says so)."""
+    pattern = re.compile(r"deposit reference='([^']+)' status=\S+ .* (created|replayed)")
+    lines = list(pattern.finditer(bank.log()))
+    return [
+        m.group(1) for m in lines if m.group(2) == "created" and reference in (None, m.group(1))
+    ]
+
+
+def bank_deposit(bank: Service, payment_id: str) -> dict[str, object]:
+    """The bank's own record of a deposit (its inquiry endpoint)."""
+    response = httpx.get(f"{bank.url}/api/v1/deposits/{payment_id}", headers=BANK_AUTH)
+    assert response.status_code == 200
+    deposit: dict[str, object] = response.json()
+    return deposit
+
+
+def post_concurrently(
+    urls: Sequence[str], body: dict[str, object], headers: dict[str, str]
+) -> list[httpx.Response]:
+    """POST the same body to every URL at once (a URL may repeat), answers in that order."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post(url, json=body, headers=headers) for url in urls)
+            )
+
+    return asyncio.run(burst())
 
 
 def bank_env(**overrides: str) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import re
 import signal
 import sqlite3
 import threading
@@ -15,7 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import BANK_AUTH, Service, bank_env, free_port, gateway_env, start_service
+from .conftest import (
+    BANK_AUTH,
+    Service,
+    bank_env,
+    deposits_logged,
+    free_port,
+    gateway_env,
+    post_concurrently,
+    start_service,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,15 +33,6 @@ BODY = {
     "currency": "USD",
     "reference": "exactly-once",
 }
-
-
-def deposits_logged(bank: Service, reference: str | None = None) -> list[str]:
-    """The bank's log line for each deposit it recorded (a replayed one says so)."""
-    pattern = re.compile(r"deposit reference='([^']+)' status=\S+ .* (created|replayed)")
-    lines = list(pattern.finditer(bank.log()))
-    return [
-        m.group(1) for m in lines if m.group(2) == "created" and reference in (None, m.group(1))
-    ]
 
 
 @pytest.fixture
@@ -67,19 +65,11 @@ def test_fifty_duplicates_on_two_gateways_make_one_deposit(
             starter.join()
         assert len(gateways) == 2
 
-        async def burst() -> list[httpx.Response]:
-            headers = MERCHANT | {"Idempotency-Key": "two-gateways-one-key"}
-            async with httpx.AsyncClient(timeout=30) as client:
-                return await asyncio.gather(
-                    *(
-                        client.post(
-                            f"{gateways[i % 2].url}/api/v1/payments", json=BODY, headers=headers
-                        )
-                        for i in range(50)
-                    )
-                )
-
-        responses = asyncio.run(burst())
+        responses = post_concurrently(
+            [f"{gateways[i % 2].url}/api/v1/payments" for i in range(50)],
+            BODY,
+            MERCHANT | {"Idempotency-Key": "two-gateways-one-key"},
+        )
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {201, 409}, statuses
         ids = {r.json()["id"] for r in responses if r.status_code == 201}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import threading
@@ -13,7 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import BANK_AUTH, Service, bank_env, free_port, gateway_env, start_service
+from .conftest import (
+    Service,
+    bank_deposit,
+    bank_env,
+    free_port,
+    gateway_env,
+    post_concurrently,
+    start_service,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +30,6 @@ BODY = {
     "amount": 100,
     "currency": "EUR",
 }
-
-
-def bank_deposit(bank: Service, payment_id: str) -> dict[str, object]:
-    response = httpx.get(f"{bank.url}/api/v1/deposits/{payment_id}", headers=BANK_AUTH)
-    assert response.status_code == 200
-    deposit: dict[str, object] = response.json()
-    return deposit
 
 
 @pytest.mark.mariadb
@@ -47,20 +47,12 @@ def test_fifty_refunds_racing_on_two_gateways_refund_exactly_what_was_captured(
         payment_id = paid.json()["id"]
         assert paid.json()["amount_captured"] == 100
 
-        async def race() -> list[httpx.Response]:
-            async with httpx.AsyncClient(timeout=30) as client:
-                return await asyncio.gather(
-                    *(
-                        client.post(
-                            f"{gateways[i % 2].url}/api/v1/payments/{payment_id}/refunds",
-                            json={"amount": 30},
-                            headers=MERCHANT,
-                        )
-                        for i in range(50)
-                    )
-                )
-
-        statuses = [response.status_code for response in asyncio.run(race())]
+        responses = post_concurrently(
+            [f"{gateways[i % 2].url}/api/v1/payments/{payment_id}/refunds" for i in range(50)],
+            {"amount": 30},
+            MERCHANT,
+        )
+        statuses = [response.status_code for response in responses]
         assert statuses.count(201) == 3, statuses
         assert statuses.count(422) == 47, statuses
         assert bank_deposit(bank, payment_id)["refunded_amount"] == 90  # the bank saw three

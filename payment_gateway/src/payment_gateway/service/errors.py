@@ -74,6 +74,14 @@ class StorageUnavailable(GatewayError):
     type_slug = "storage-unavailable"
 
 
+class StorageContention(StorageUnavailable):
+    """The database rolled the work back: a lock wait timeout, a deadlock, or a Galera
+    certification conflict. Nothing was written, so the work may safely run again."""
+
+    title = "Service Unavailable"
+    type_slug = "storage-unavailable"
+
+
 class ClientGone(GatewayError):
     """The client disconnected mid-request: nothing was done and nobody hears the answer."""
 

@@ -121,8 +121,9 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
     if done.done():  # its request was cancelled
         return
     if isinstance(result, StorageUnavailable):
-        # One exception object per request: each raises (and logs) its own.
-        done.set_exception(StorageUnavailable(result.detail))
+        # One exception object per request: each raises (and logs) its own. Its class is
+        # kept: a conflict (StorageContention) may be retried where a lost connection may not.
+        done.set_exception(type(result)(result.detail))
     elif isinstance(result, BaseException):
         done.set_exception(result)
     else:

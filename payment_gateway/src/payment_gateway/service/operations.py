@@ -48,6 +48,7 @@ from payment_gateway.service.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from payment_gateway.service.storage_retry import retrying_storage
 
 log = structlog.get_logger(__name__)
 
@@ -162,7 +163,9 @@ class PaymentOperations:
             if replay is not None:
                 return replay
         try:
-            operation = await self._begin(merchant, request, idempotency)
+            # Nothing is sent before _begin commits, so a conflict (two Galera nodes reserving
+            # on one payment at once) is simply run again, with a fresh operation id.
+            operation = await retrying_storage(lambda: self._begin(merchant, request, idempotency))
         except DuplicateIdempotencyKey:  # a concurrent request claimed the key first
             assert idempotency is not None
             replay = await self._replay(merchant, request.kind, idempotency)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from payment_gateway.service.ports import (
     UnitOfWorkFactory,
 )
 from payment_gateway.service.recording import TransactionalRecorder
+from payment_gateway.service.storage_retry import retrying_storage
 
 log = structlog.get_logger(__name__)
 
@@ -265,14 +265,10 @@ class PaymentService:
 
 
 async def _retrying_storage(write: Callable[[], Awaitable[T]]) -> T:
-    """Run ``write``, again after a short pause when the database could not be reached.
+    """Run ``write``, again after a conflict or a short pause when the database could not be
+    reached.
 
     Only for work that is safe to repeat: a guarded transition, a read, or an insert with
     fresh ids (nothing has been sent to the bank yet).
     """
-    for attempt in range(_STORAGE_RETRIES):
-        try:
-            return await write()
-        except StorageUnavailable:
-            await asyncio.sleep(0.05 * (attempt + 1))
-    return await write()
+    return await retrying_storage(write, unavailable_retries=_STORAGE_RETRIES)

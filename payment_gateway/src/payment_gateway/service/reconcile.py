@@ -25,7 +25,7 @@ from payment_gateway.domain.payment import (
 )
 from payment_gateway.metrics import RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
-from payment_gateway.service.errors import GatewayError
+from payment_gateway.service.errors import GatewayError, StorageContention
 from payment_gateway.service.operations import PaymentOperations
 from payment_gateway.service.ports import (
     BankAdapter,
@@ -35,6 +35,7 @@ from payment_gateway.service.ports import (
     UnitOfWorkFactory,
 )
 from payment_gateway.service.retention import CardDataEraser
+from payment_gateway.service.storage_retry import retrying_storage
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +134,7 @@ class Reconciler:
         transition = StatusTransition(
             payment.id, payment.merchant_id, resolution, now, next_attempt_at, by="reconciler"
         )
-        return await self._recorder.record_transition(transition)
+        return await retrying_storage(lambda: self._recorder.record_transition(transition))
 
     async def reconcile_due_operations(self) -> ReconcileReport:
         """Ask the bank about pending captures, voids and refunds, as about payments."""
@@ -210,6 +211,12 @@ class Reconciler:
                     await card_data_eraser.erase_expired()
             except asyncio.CancelledError:
                 raise
+            except StorageContention:
+                # Another replica claimed the same rows first and its commit won: on a Galera
+                # cluster SKIP LOCKED only skips this node's locks, so replicas on other nodes
+                # see the same due rows and certification picks one claim. Nothing was
+                # written; the next pass sees the winner's leases and takes other rows.
+                log.info("reconciliation_pass_conflicted")
             except Exception:
                 # A database blip must not kill the loop: log it and try on the next tick.
                 log.exception("reconciliation_pass_failed")

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -29,6 +30,62 @@ MYSQL_CONNECT_ARGS = {
 }
 
 
+# MySQL/MariaDB: lock wait timeout, deadlock. The server rolled the work back: retry is safe.
+# On a Galera cluster 1213 is also a certification conflict (a transaction of another node
+# wrote the same row first; reported at COMMIT) and a brute-force abort (a replicated write
+# needed a row this transaction had locked): the same "rolled back, run it again".
+CONTENTION_ERRORS = frozenset({1205, 1213})
+# Galera: "WSREP has not yet prepared node for application use". The node is not part of the
+# cluster's primary component (it lost quorum, or is still joining): no work was done, and
+# the node is as good as unreachable until it is back (readiness fails; requests get 503).
+NODE_NOT_READY = 1047
+
+
+def error_code(exc: DBAPIError) -> object:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args else None
+
+
+def rolled_back_by_contention(exc: DBAPIError) -> bool:
+    if error_code(exc) in CONTENTION_ERRORS:
+        return True
+    # SQLite: another writer held the lock past busy_timeout.
+    return "database is locked" in str(exc.orig)
+
+
+# Galera (docs/design.md, Operations, Galera): each connection to a cluster node
+# - sends its statements as text, not as server-side prepared statements: with asyncmy's
+#   statement cache (the binary protocol) racing writes across nodes lost updates here
+#   (MariaDB 10.11 with galera-4: a statement aborted by a replicated write went missing
+#   while the rest of its transaction committed; 50 refunds racing over three nodes reserved
+#   five of three). With the text protocol the abort is reported and the work retried;
+# - waits, before each read, UPDATE and DELETE, until its node has applied everything the
+#   cluster had committed when the statement began (wsrep_sync_wait 1 + 2): a replica then
+#   reads what a replica on another node has just written (a payment created there, its
+#   status), as on one server.
+GALERA_SYNC_WAIT = 3
+
+
+def _galera_sessions(engine: AsyncEngine) -> AsyncEngine:
+    """Adjust each new connection that turns out to be to a Galera node (MySQL: untouched)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _galera_session(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+            row = cursor.fetchone()
+            if row is None or str(row[1]).upper() != "ON":
+                return
+            cursor.execute(f"SET SESSION wsrep_sync_wait = {GALERA_SYNC_WAIT}")
+        finally:
+            cursor.close()
+        # The driver's own connection under SQLAlchemy's adapter: 0 turns its cache off.
+        dbapi_connection._connection._stmt_cache_size = 0
+
+    return engine
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -36,7 +93,7 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     if is_sqlite(url):
         return _sqlite_engine(url)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         # DATABASE_POOL_SIZE is the whole process's budget: half here, half for the
         # autocommit pool (see autocommit_engine), no overflow beyond it.
@@ -49,6 +106,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         pool_reset_on_return=None,
         connect_args=MYSQL_CONNECT_ARGS,
     )
+    return _galera_sessions(engine)
 
 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
@@ -60,7 +118,7 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     size = engine.pool.size() if hasattr(engine.pool, "size") else 5
-    return create_async_engine(
+    autocommit = create_async_engine(
         engine.url,
         isolation_level="AUTOCOMMIT",
         # The server already committed each statement: no ROLLBACK when a connection closes.
@@ -71,6 +129,7 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
         pool_reset_on_return=None,
         connect_args=MYSQL_CONNECT_ARGS,
     )
+    return _galera_sessions(autocommit)
 
 
 def _create_private_file(path: Path) -> None:

@@ -14,15 +14,17 @@ compares:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from payment_gateway.storage.database import rolled_back_by_contention
 from payment_gateway.storage.tables import key_checks
 from payment_gateway.storage.vault import CardVault, VaultKeyError
 
@@ -73,17 +75,32 @@ async def _stored_or_new(
     connection: AsyncConnection, name: str, make: Callable[[], bytes]
 ) -> bytes:
     query = select(key_checks.c.check_value).where(key_checks.c.name == name)
-    stored: bytes | None = await connection.scalar(query)
-    if stored is None:
-        try:
-            await connection.execute(
-                insert(key_checks),
-                {"name": name, "check_value": make(), "created_at": datetime.now(UTC)},
-            )
-            await connection.commit()
-        except IntegrityError:  # another process stored it first: compare with theirs
-            await connection.rollback()
-        stored = await connection.scalar(query)
+    for _ in range(_ATTEMPTS):
+        stored: bytes | None = await connection.scalar(query)
+        if stored is None:
+            try:
+                await connection.execute(
+                    insert(key_checks),
+                    {"name": name, "check_value": make(), "created_at": datetime.now(UTC)},
+                )
+                await connection.commit()
+            except IntegrityError:  # another process stored it first: compare with theirs
+                await connection.rollback()
+            except DBAPIError as exc:
+                # On a Galera cluster a process on another node may have stored it at the
+                # same moment: its row won certification, and this node may not have applied
+                # it yet. Look again until it is there.
+                if not rolled_back_by_contention(exc):
+                    raise
+                await connection.rollback()
+                await asyncio.sleep(0.05)
+                continue
+            stored = await connection.scalar(query)
         await connection.commit()
-    assert stored is not None
-    return bytes(stored)
+        if stored is not None:
+            return bytes(stored)
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the {name} key check could neither be stored nor read")
+
+
+_ATTEMPTS = 20

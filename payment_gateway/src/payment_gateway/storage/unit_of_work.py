@@ -10,8 +10,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payment_gateway.service.errors import StorageUnavailable
-from payment_gateway.storage.database import READ_ONLY, autocommit_engine
+from payment_gateway.service.errors import StorageContention, StorageUnavailable
+from payment_gateway.storage.database import (
+    NODE_NOT_READY,
+    READ_ONLY,
+    autocommit_engine,
+    error_code,
+    rolled_back_by_contention,
+)
 from payment_gateway.storage.repositories import (
     SqlCardRepository,
     SqlMerchantRepository,
@@ -19,17 +25,6 @@ from payment_gateway.storage.repositories import (
     SqlPaymentRepository,
 )
 from payment_gateway.storage.webhooks import SqlEventRepository, SqlWebhookRepository
-
-# MySQL/MariaDB: lock wait timeout, deadlock. The server rolled the work back: retry is safe.
-_CONTENTION_ERRORS = frozenset({1205, 1213})
-
-
-def _rolled_back_by_contention(exc: DBAPIError) -> bool:
-    args = getattr(exc.orig, "args", ())
-    if args and args[0] in _CONTENTION_ERRORS:
-        return True
-    # SQLite: another writer held the lock past busy_timeout.
-    return "database is locked" in str(exc.orig)
 
 
 class SqlUnitOfWork:
@@ -95,8 +90,10 @@ class SqlUnitOfWork:
             # A dropped connection (server restart, failover, idle kill): the statement did
             # not complete, and the caller may try again on a fresh connection.
             raise StorageUnavailable("the database connection was lost") from exc
-        if isinstance(exc, DBAPIError) and _rolled_back_by_contention(exc):
-            raise StorageUnavailable("the database is busy; the work was rolled back") from exc
+        if isinstance(exc, DBAPIError) and rolled_back_by_contention(exc):
+            raise StorageContention("the database is busy; the work was rolled back") from exc
+        if isinstance(exc, DBAPIError) and error_code(exc) == NODE_NOT_READY:
+            raise StorageUnavailable("the database node is not serving its cluster") from exc
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside the unit of work"
