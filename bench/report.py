@@ -22,6 +22,7 @@ from bench.results import (
     Report,
     RunResult,
     TargetCheck,
+    WebhookDelivery,
     report_to_json,
 )
 
@@ -50,6 +51,7 @@ def build_report(
     elapsed_s: float,
     fair_use: Sequence[FairUseRun] | None = None,
     listing: Listing | None = None,
+    webhooks: WebhookDelivery | None = None,
 ) -> Report:
     """The report; ``runs``, ``limits`` and ``integrity`` are empty (None) with --only, and
     ``fair_use`` and ``listing`` are None when their runs were not made."""
@@ -72,6 +74,7 @@ def build_report(
         if fair_use is None
         else FairUse(tuple(fair_use), check_fair_use_targets(fair_use)),
         listing=listing,
+        webhooks=webhooks,
     )
 
 
