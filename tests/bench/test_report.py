@@ -29,6 +29,7 @@ def rebuild(report: Report) -> Report:
         report.elapsed_s,
         report.fair_use.runs if report.fair_use else None,
         report.listing,
+        report.webhooks,
     )
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 from standardwebhooks import Webhook
 
 from bench.markdown import render_markdown
-from bench.results import Report, WebhookDelivery, report_from_json, report_to_json
+from bench.results import Report, WebhookDelivery, load_report, report_from_json, report_to_json
 from bench.webhook_receiver import NO_CONTENT, Received, ReceiverProtocol
-from bench.webhooks import delivery_result, percentile
+from bench.webhooks import delivery_result, delivery_targets, percentile
+from tests.bench.stored_results import STORED_JSON
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CREATED = "2026-11-26T04:00:00.000000Z"
@@ -154,3 +156,12 @@ def test_a_report_with_webhooks_is_written_back_exactly(soak_report: Report) -> 
     assert report_to_json(report_from_json(text)) == text
     assert '"webhooks": {' in text
     assert '"webhooks"' not in report_to_json(soak_report)  # old results stay as they were
+
+
+@pytest.mark.parametrize("path", STORED_JSON, ids=lambda path: path.name)
+def test_a_stored_webhook_section_has_the_targets_its_counts_give(path: Path) -> None:
+    webhooks = load_report(path).webhooks
+    if webhooks is None:
+        pytest.skip("a result from before issue 11")
+
+    assert webhooks.targets == delivery_targets(webhooks)
