@@ -28,7 +28,7 @@ from bench.mariadb import BenchDatabase
 from bench.paths import REPO, RESULTS_DIR
 from bench.progress import log
 from bench.results import DeliveryLag, TargetCheck, WebhookDelivery
-from bench.services import Service, free_port, http_status
+from bench.services import Service, free_port, http_status, stop_service
 from bench.webhook_receiver import SECRET_VARIABLE
 
 ENDPOINTS_PATH = "/api/v1/webhook-endpoints"
@@ -78,6 +78,7 @@ def subscribe(gateway: Service) -> tuple[Service, str]:
     deadline = time.monotonic() + 30
     while http_status(receiver.url + "/stats") != 200:
         if process.poll() is not None or time.monotonic() > deadline:
+            stop_service(receiver)  # not in the harness's services yet: cleanup would miss it
             raise RuntimeError("the webhook receiver did not start: see " + str(log_path))
         time.sleep(0.1)
     log(f"webhook endpoint {endpoint['id']} -> receiver (pid {process.pid}) on port {port}")
