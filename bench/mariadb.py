@@ -150,6 +150,13 @@ class BenchDatabase:
             count = latest
         return count
 
+    def event_count(self) -> int:
+        return int(self.admin.query(f"SELECT COUNT(*) FROM `{self.name}`.events")[0][0])  # noqa: S608
+
+    def event_ids(self) -> list[str]:
+        rows = self.admin.query(f"SELECT id FROM `{self.name}`.events")  # noqa: S608
+        return [str(row[0]) for row in rows]
+
     def payment_statuses(self) -> dict[str, int]:
         rows = self.admin.query(
             f"SELECT status, COUNT(*) FROM `{self.name}`.payments GROUP BY status"  # noqa: S608

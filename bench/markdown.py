@@ -16,6 +16,7 @@ from bench.results import (
     RunResult,
     TargetCheck,
     Verdict,
+    WebhookDelivery,
 )
 
 BACKGROUND_NOTE_PCT = 5  # note runs where other processes used more of the CPU
@@ -37,6 +38,8 @@ def render_markdown(report: Report) -> str:
         lines += _ratios(report.ratios)
     if report.integrity is not None:
         lines += _integrity(report.integrity)
+    if report.webhooks is not None:
+        lines += _webhooks(report.webhooks, report.runs)
     if report.fair_use is not None:
         lines += _fair_use(report.fair_use)
     if report.listing is not None:
@@ -153,6 +156,39 @@ def _integrity(i: Integrity) -> list[str]:
         + ", ".join(f"{status} {count:,}" for status, count in sorted(i.statuses.items()))
         + ("" if i.settled else " — **some payments were still open after 60 s**"),
     ]
+
+
+def _webhooks(w: WebhookDelivery, runs: Sequence[RunResult]) -> list[str]:
+    receiver_cpu = ", ".join(
+        f"{r.name} {r.cpu_ms_per_request['receiver']:.2f}"
+        for r in runs
+        if "receiver" in r.cpu_ms_per_request
+    )
+    lag = w.lag_ms
+    lines = [
+        "",
+        "### Webhooks (issue 11)",
+        "",
+        f"Every gateway run above had {w.endpoints} endpoint of the first demo merchant "
+        'subscribed to every event type (`enabled_events: ["*"]`), at a local receiver that '
+        f"answers 204 and verified {w.verified} signatures with `standardwebhooks`. After the "
+        f"runs and the integrity check it took {w.waited_s:.1f} s more until the receiver had "
+        "every event.",
+        "",
+        "| events | delivered | undelivered | requests received | duplicates "
+        "| unknown ids | invalid signatures | lag p50 ms | lag p99 ms | lag max ms | lag mean ms |",
+        "| ---: |" + " ---: |" * 10,
+        f"| {w.events:,} | {w.delivered:,} | {w.undelivered:,} | {w.received_requests:,} "
+        f"| {w.duplicates:,} | {w.unknown:,} | {w.invalid_signatures:,} | {lag.p50:.0f} "
+        f"| {lag.p99:.0f} | {lag.max:.0f} | {lag.mean:.0f} |",
+        "",
+        "Lag: from the event's `created_at` (its state change, committed with it) to the first "
+        "arrival of its webhook at the receiver, over every delivered event (warm-up and mixed "
+        "run included)." + (f" Receiver CPU ms/payment: {receiver_cpu}." if receiver_cpu else ""),
+    ]
+    if w.missing_sample:
+        lines += ["", "Undelivered, for example: " + ", ".join(f"`{i}`" for i in w.missing_sample)]
+    return [*lines, "", *_targets_table(w.targets)]
 
 
 STORAGE_LABELS = {"memory": "memory (per worker)", "redis": "Redis (shared)"}

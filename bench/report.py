@@ -23,6 +23,7 @@ from bench.results import (
     Report,
     RunResult,
     TargetCheck,
+    WebhookDelivery,
     report_to_json,
 )
 
@@ -52,6 +53,7 @@ def build_report(
     fair_use: Sequence[FairUseRun] | None = None,
     listing: Listing | None = None,
     galera: Galera | None = None,
+    webhooks: WebhookDelivery | None = None,
 ) -> Report:
     """The report; ``runs``, ``limits`` and ``integrity`` are empty (None) with --only, and
     ``fair_use`` and ``listing`` are None when their runs were not made."""
@@ -75,6 +77,7 @@ def build_report(
         else FairUse(tuple(fair_use), check_fair_use_targets(fair_use)),
         listing=listing,
         galera=galera,
+        webhooks=webhooks,
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import Field, TypeAdapter
 
 from bench.options import Options
 
-ServiceName = Literal["gateway", "bank", "bare"]
+ServiceName = Literal["gateway", "bank", "bare", "receiver"]  # receiver: issue 11's webhooks
 LoadMode = Literal["payments", "mixed", "deposit", "list"]  # the modes of load.lua
 CountMethod = Literal["user_statistics", "global_questions"]
 Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
@@ -267,6 +267,36 @@ class Galera:
 
 
 @dataclass(frozen=True)
+class DeliveryLag:
+    """From an event's ``created_at`` (its state change) to its first arrival at the
+    receiver, in milliseconds, over every delivered event."""
+
+    p50: float
+    p99: float
+    max: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """Issue 11: the headline gateway's one subscribed endpoint and what reached it."""
+
+    endpoints: int  # subscribed endpoints (enabled_events ["*"]) of the first demo merchant
+    events: int  # events in the database after the runs (every path: requests, reconciler)
+    received_requests: int  # webhook requests the receiver answered
+    delivered: int  # events that reached the receiver at least once
+    undelivered: int  # events that never reached it (by the end of the wait)
+    duplicates: int  # requests beyond the first for an event (at least once)
+    unknown: int  # webhook-ids received that are not events of the database
+    invalid_signatures: int  # requests the standardwebhooks verifier refused
+    verified: Literal["all", "sample"]  # which requests the receiver verified
+    lag_ms: DeliveryLag
+    waited_s: float  # how long after the integrity check until the receiver had them all
+    missing_sample: tuple[str, ...]  # a few undelivered event ids
+    targets: tuple[TargetCheck, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     date: str  # ISO 8601, UTC, seconds
     elapsed_s: float
@@ -285,6 +315,7 @@ class Report:
     fair_use: FairUse | None = None  # results from before the fair-use run have none
     listing: Listing | None = None  # results from before the listing run have none
     galera: Galera | None = None  # results from before the Galera run have none
+    webhooks: WebhookDelivery | None = None  # results from before issue 11 have none
 
 
 _REPORT = TypeAdapter(Report)

@@ -48,8 +48,17 @@ from bench.options import Options, parse_args
 from bench.paths import BENCH_DIR, REPO, RESULTS_DIR
 from bench.progress import log
 from bench.report import build_report, write_results
-from bench.results import Integrity, LoadMode, MemoryRow, Report, RunResult, ServiceName
+from bench.results import (
+    Integrity,
+    LoadMode,
+    MemoryRow,
+    Report,
+    RunResult,
+    ServiceName,
+    WebhookDelivery,
+)
 from bench.services import start_service, stop_service, wait_until_ready
+from bench.webhooks import subscribe, unsubscribe, wait_for_delivery
 from bench.wrk import ensure_wrk
 
 PENDING_SETTLE_SECONDS = 2
@@ -126,8 +135,11 @@ def start_stack(
 
 
 def measure_gateway(options: Options, harness: Harness) -> tuple[list[RunResult], list[MemoryRow]]:
-    """Warm-up, the headline runs, the mixed run and the optional soak; memory per process."""
-    watched: list[ServiceName] = ["gateway", "bank"]
+    """Warm-up, the headline runs, the mixed run and the optional soak; memory per process.
+
+    The webhook receiver is watched so that its CPU is not counted as background; it is left
+    out of the memory table, since it keeps every request it has received in memory."""
+    watched: list[ServiceName] = ["gateway", "bank", "receiver"]
     harness.warm_up("gateway", "payments", options.warmup)
     rss_after_warmup = rss_snapshot_mib(harness.processes(watched))
     plan: list[tuple[str, LoadMode, int, int]] = [
@@ -169,7 +181,8 @@ def measure_gateway(options: Options, harness: Harness) -> tuple[list[RunResult]
             if label in series[0]
         }
     hwm = hwm_snapshot_mib(harness.processes(watched))
-    return runs, memory_rows(rss_after_warmup, span, peaks, hwm)
+    rows = memory_rows(rss_after_warmup, span, peaks, hwm)
+    return runs, [row for row in rows if not row.process.startswith("receiver")]
 
 
 def measure_limits(options: Options, harness: Harness) -> list[RunResult]:
@@ -208,7 +221,11 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
     runs: list[RunResult] = []
     memory: list[MemoryRow] = []
     integrity: Integrity | None = None
+    webhooks: WebhookDelivery | None = None
     if not options.only:
+        gateway = harness.services["gateway"]
+        # Before the warm-up: the headline gateway has its merchant's endpoint subscribed.
+        harness.services["receiver"], endpoint_id = subscribe(gateway)
         runs, memory = measure_gateway(options, harness)
         log("waiting for open payments to settle, then counting rows")
         integrity = check_integrity(db, harness.gateway_wrk)
@@ -216,7 +233,16 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
             f"  rows {integrity.payment_rows:,}, 2xx {integrity.answered_2xx:,}, "
             f"in flight {integrity.unanswered}: {integrity.verdict}"
         )
-        stop_service(harness.services["gateway"])
+        log("waiting for every event to reach the webhook receiver")
+        webhooks = wait_for_delivery(db, harness.services["receiver"])
+        log(
+            f"  events {webhooks.events:,}, delivered {webhooks.delivered:,}, undelivered "
+            f"{webhooks.undelivered}, duplicates {webhooks.duplicates}, lag p50 "
+            f"{webhooks.lag_ms.p50:.0f} ms p99 {webhooks.lag_ms.p99:.0f} ms"
+        )
+        unsubscribe(gateway, endpoint_id)  # the later gateways of the session send nothing
+        stop_service(harness.services["receiver"])
+        stop_service(gateway)
 
     # Galera is only run when asked for (--only galera): it starts a cluster of its own.
     galera = measure_galera(harness, environment) if options.only == "galera" else None
@@ -244,6 +270,7 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         fair_use,
         listing,
         galera,
+        webhooks,
     )
 
 

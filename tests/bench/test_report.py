@@ -30,6 +30,7 @@ def rebuild(report: Report) -> Report:
         report.fair_use.runs if report.fair_use else None,
         report.listing,
         report.galera,
+        report.webhooks,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -233,3 +235,39 @@ async def test_many_hosts_share_no_pool_and_idle_pools_are_closed(
         "b.test",
         "c.test",
     ]
+
+
+async def test_at_most_a_pool_of_requests_in_flight_per_host(receiver: WebhookReceiver) -> None:
+    # The rest wait in the sender, within their deadline, not in httpcore's pool queue.
+    receiver.default = Answer(204, delay=0.25)
+    guard = UrlGuard(allow_private=True, resolver=local_names)
+    sender = HttpWebhookSender(guard, timeout_seconds=5.0, max_connections_per_host=2)
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(sender.send(receiver.url, message(f"evt_{n}")) for n in range(6))
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        await sender.aclose()
+    assert all(result.delivered for result in results), results
+    assert elapsed >= 0.7  # three rounds of two, not six at once
+    assert not sender._slots  # nothing left held
+
+
+async def test_the_wait_for_a_place_counts_against_the_attempts_timeout(
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.default = Answer(204, delay=0.7)
+    guard = UrlGuard(allow_private=True, resolver=local_names)
+    sender = HttpWebhookSender(guard, timeout_seconds=1.0, max_connections_per_host=1)
+    try:
+        first, second = await asyncio.gather(
+            sender.send(receiver.url, message("evt_1")), sender.send(receiver.url, message("evt_2"))
+        )
+    finally:
+        await sender.aclose()
+    assert first.delivered, first
+    # It waited 0.7 s for the place, then had 0.3 s of its 1 s left for a 0.7 s answer.
+    assert (second.status_code, second.error) == (None, "timeout")
+    assert second.duration_ms < 1500
