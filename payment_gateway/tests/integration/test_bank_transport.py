@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from payment_gateway.bank.transport import Http11Transport
+from payment_gateway.http_transport import Http11Transport
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

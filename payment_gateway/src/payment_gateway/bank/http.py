@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import orjson
 
-from payment_gateway.bank.transport import Http11Transport
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.operations import OperationKind
 from payment_gateway.domain.payment import PaymentRequest
+from payment_gateway.http_transport import Http11Transport
 from payment_gateway.logging_setup import REQUEST_ID_HEADER, current_request_id
 from payment_gateway.metrics import BANK_CALL_ERRORS, BANK_CALL_SECONDS
 

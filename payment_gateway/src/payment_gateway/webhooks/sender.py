@@ -27,6 +27,7 @@ from payment_gateway.domain.webhooks import (
     UnsafeWebhookUrl,
     WebhookMessage,
 )
+from payment_gateway.http_transport import Http11Transport
 from payment_gateway.webhooks.addresses import ResolvedUrl, UrlGuard
 from payment_gateway.webhooks.retry_after import parse_retry_after
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "payment-gateway-webhooks/1.0"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+KEEPALIVE_SECONDS = 4.0  # below common server idle timeouts (uvicorn's is 5 s)
 _ERROR_CHARS = 200
 
 
@@ -70,7 +72,7 @@ class HttpWebhookSender:
         self._limits = httpx.Limits(
             max_connections=max_connections_per_host,
             max_keepalive_connections=max_connections_per_host,
-            keepalive_expiry=4.0,  # below common server idle timeouts (uvicorn's is 5 s)
+            keepalive_expiry=KEEPALIVE_SECONDS,
         )
         self._max_hosts = max_hosts
         self._max_connections = max_connections_per_host
@@ -131,7 +133,7 @@ class HttpWebhookSender:
         }
         extensions = {"sni_hostname": resolved.host} if resolved.scheme == "https" else {}
         refused: httpx.ConnectError | None = None
-        async with self._client(resolved.host) as client, self._slot(resolved.host, deadline):
+        async with self._client(resolved) as client, self._slot(resolved.host, deadline):
             for address in resolved.addresses:
                 request = client.build_request(
                     "POST",
@@ -153,10 +155,19 @@ class HttpWebhookSender:
         return _failed(started, _describe(refused))
 
     @contextlib.asynccontextmanager
-    async def _client(self, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    async def _client(self, resolved: ResolvedUrl) -> AsyncIterator[httpx.AsyncClient]:
+        host = resolved.host
         client = self._clients.pop(host, None) or httpx.AsyncClient(
             verify=self._tls,
             limits=self._limits,
+            # Plain http (development, the benchmark's receiver) over the lean transport the
+            # bank uses: httpx's own costs as much CPU per webhook as the rest of a payment.
+            # https, every endpoint in production, keeps httpx's own for TLS.
+            mounts={
+                "http://": Http11Transport(
+                    max_connections=self._max_connections, keepalive_expiry=KEEPALIVE_SECONDS
+                )
+            },
             timeout=self._timeout,
             follow_redirects=False,
             # No proxy, no .netrc from the environment: a proxy would connect by name, not to
@@ -196,6 +207,21 @@ class HttpWebhookSender:
 
 
 async def _answered(response: httpx.Response, started: float, deadline: float) -> SendResult:
+    if response.is_stream_consumed:  # the lean http transport reads whole (small) answers
+        excerpt = bytearray(response.content[:EXCERPT_BYTES])
+    else:
+        excerpt = await _excerpt(response, deadline)
+    status = response.status_code
+    return SendResult(
+        status_code=status,
+        duration_ms=_elapsed_ms(started),
+        error="redirects are not followed" if 300 <= status < 400 else None,
+        response_excerpt=excerpt.decode("utf-8", errors="replace"),
+        retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+async def _excerpt(response: httpx.Response, deadline: float) -> bytearray:
     excerpt = bytearray()
     try:
         async with asyncio.timeout_at(deadline):
@@ -207,14 +233,7 @@ async def _answered(response: httpx.Response, started: float, deadline: float) -
         pass  # the status has come, and it is the answer; the excerpt is what came with it
     finally:
         await response.aclose()
-    status = response.status_code
-    return SendResult(
-        status_code=status,
-        duration_ms=_elapsed_ms(started),
-        error="redirects are not followed" if 300 <= status < 400 else None,
-        response_excerpt=excerpt.decode("utf-8", errors="replace"),
-        retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
-    )
+    return excerpt
 
 
 def _failed(started: float, error: str) -> SendResult:

@@ -1,10 +1,11 @@
-"""A lean HTTP/1.1 keep-alive transport for httpx, for a plain-http bank.
+"""A lean HTTP/1.1 keep-alive transport for httpx, for plain-http peers: the bank on its
+private network, and webhook endpoints where http is allowed (development, the benchmark).
 
 httpx's default transport (httpcore with the pure-Python h11 parser, over anyio) costs more CPU
-per bank call than everything else the gateway does for a payment. This transport keeps
-httpx's interface (``httpx.Request`` in, ``httpx.Response`` out, httpx's exceptions) and does
-the exchange on an asyncio protocol with httptools, the C parser uvicorn uses. An https bank
-keeps httpx's own transport: TLS is not this module's business.
+per bank call than everything else the gateway does for a payment, and as much again per
+webhook. This transport keeps httpx's interface (``httpx.Request`` in, ``httpx.Response`` out,
+httpx's exceptions) and does the exchange on an asyncio protocol with httptools, the C parser
+uvicorn uses. An https peer keeps httpx's own transport: TLS is not this module's business.
 
 What it promises, as httpcore does: a request is written once and never retried; a connection
 is reused only after a complete response that allows it, and never once it has seen a byte or
@@ -25,7 +26,7 @@ from typing import cast
 import httptools
 import httpx
 
-MAX_RESPONSE_BYTES = 1024 * 1024  # a bank answer is a few hundred bytes
+MAX_RESPONSE_BYTES = 1024 * 1024  # a bank answer is a few hundred bytes, a webhook answer less
 
 
 class _Connection(asyncio.Protocol):
@@ -59,9 +60,9 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(httpx.RemoteProtocolError("the bank switched protocols"))
+            self._fail(httpx.RemoteProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed answer from the bank: {exc}"))
+            self._fail(httpx.RemoteProtocolError(f"malformed answer from the server: {exc}"))
 
     def eof_received(self) -> bool:
         self.closed = True  # the peer is done with it: never hand it out again
@@ -90,7 +91,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > MAX_RESPONSE_BYTES:
-            self._fail(httpx.RemoteProtocolError("the bank's answer is too large"))
+            self._fail(httpx.RemoteProtocolError("the server's answer is too large"))
             return
         self._body.append(body)
 
@@ -149,7 +150,7 @@ class _Connection(asyncio.Protocol):
             # A body without a length ends where the connection does (RFC 9112 section 6.3).
             self._resolve()
         else:
-            self._fail(httpx.RemoteProtocolError("the bank closed the connection mid-answer"))
+            self._fail(httpx.RemoteProtocolError("the server closed the connection mid-answer"))
 
     @property
     def usable(self) -> bool:
@@ -188,7 +189,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(timeouts.get("pool")):
                 await self._slots.acquire()
         except TimeoutError:
-            raise httpx.PoolTimeout("no free connection to the bank", request=request) from None
+            raise httpx.PoolTimeout("no free connection to the server", request=request) from None
         try:
             connection = self._take_idle(origin)
             if connection is None:
@@ -199,7 +200,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             except TimeoutError:
                 connection.close()
                 raise httpx.ReadTimeout(
-                    "the bank did not answer in time", request=request
+                    "the server did not answer in time", request=request
                 ) from None
             except BaseException:
                 connection.close()
@@ -233,10 +234,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 _, connection = await loop.create_connection(_Connection, *origin)
         except TimeoutError:
             raise httpx.ConnectTimeout(
-                "connecting to the bank timed out", request=request
+                "connecting to the server timed out", request=request
             ) from None
         except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to the bank: {exc}", request=request) from exc
+            raise httpx.ConnectError(
+                f"cannot connect to the server: {exc}", request=request
+            ) from exc
         # No TCP_NODELAY to set: asyncio and uvloop set it on every TCP transport.
         return connection
 
