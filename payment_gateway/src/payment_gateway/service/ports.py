@@ -276,8 +276,23 @@ class MerchantRepository(Protocol):
     async def revoke_key(self, prefix: str, now: datetime) -> int: ...
 
 
-class UnitOfWork(Protocol):
+class Transaction(Protocol):
     """One transaction: commit explicitly, anything else rolls back."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWork(Transaction, Protocol):
+    """One transaction over the payment tables and the outbox."""
 
     @property
     def payments(self) -> PaymentRepository: ...
@@ -293,17 +308,6 @@ class UnitOfWork(Protocol):
 
     @property
     def events(self) -> EventRepository: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):
@@ -511,22 +515,11 @@ class WebhookRepository(Protocol):
         ...
 
 
-class WebhookUnitOfWork(Protocol):
+class WebhookUnitOfWork(Transaction, Protocol):
     """One transaction over the event and webhook tables."""
 
     @property
     def webhooks(self) -> WebhookRepository: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
 
 
 class WebhookUnitOfWorkFactory(Protocol):

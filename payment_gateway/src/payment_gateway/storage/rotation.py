@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Table, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_gateway.storage.key_checks import rotate_card_key_check
@@ -23,69 +23,59 @@ log = logging.getLogger(__name__)
 
 
 async def rotate_card_keys(engine: AsyncEngine, vault: CardVault, *, batch_size: int = 500) -> int:
-    """Re-encrypt all cards under the newest key; returns how many."""
-    await _rotate_webhook_secrets(engine, vault, batch_size)
-    rotated = 0
-    last_id = ""
-    while True:
-        async with engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    select(cards.c.id, cards.c.pan_encrypted, cards.c.holder_name_encrypted)
-                    # Erased cards (retention) have nothing left to re-encrypt.
-                    .where(cards.c.id > last_id, cards.c.erased_at.is_(None))
-                    .order_by(cards.c.id)
-                    .limit(batch_size)
-                )
-            ).all()
-            for row in rows:
-                holder = row.holder_name_encrypted
-                await connection.execute(
-                    update(cards)
-                    .where(cards.c.id == row.id)
-                    .values(
-                        pan_encrypted=vault.rotate(row.pan_encrypted),
-                        holder_name_encrypted=vault.rotate(holder) if holder else None,
-                    )
-                )
-            if not rows:
-                await rotate_card_key_check(connection, vault)
-                return rotated
-        rotated += len(rows)
-        last_id = rows[-1].id
-        log.info("re-encrypted %d cards so far (last id %s)", rotated, last_id)
+    """Re-encrypt all cards, then the webhook secrets, under the newest key; how many cards."""
+    # Erased cards (retention) have nothing left to re-encrypt.
+    rotated = await _rotate_table(
+        engine,
+        vault,
+        cards,
+        ("pan_encrypted", "holder_name_encrypted"),
+        cards.c.erased_at.is_(None),
+        batch_size,
+    )
+    # The endpoints' signing secrets are under the same keys.
+    await _rotate_table(
+        engine,
+        vault,
+        webhook_endpoints,
+        ("secret_encrypted", "previous_secret_encrypted"),
+        true(),
+        batch_size,
+    )
+    async with engine.begin() as connection:
+        await rotate_card_key_check(connection, vault)  # last: see the module's docstring
+    return rotated
 
 
-async def _rotate_webhook_secrets(engine: AsyncEngine, vault: CardVault, batch_size: int) -> None:
-    """The endpoints' signing secrets are under the same keys: rotate them too."""
-    endpoints = webhook_endpoints
+async def _rotate_table(
+    engine: AsyncEngine,
+    vault: CardVault,
+    table: Table,
+    columns: tuple[str, ...],
+    condition: ColumnElement[bool],
+    batch_size: int,
+) -> int:
+    """Re-encrypt ``columns`` (NULL stays NULL) of the rows that meet ``condition``, in
+    primary-key order, a transaction per batch."""
     rotated, last_id = 0, ""
     while True:
         async with engine.begin() as connection:
             rows = (
                 await connection.execute(
-                    select(
-                        endpoints.c.id,
-                        endpoints.c.secret_encrypted,
-                        endpoints.c.previous_secret_encrypted,
-                    )
-                    .where(endpoints.c.id > last_id)
-                    .order_by(endpoints.c.id)
+                    select(table.c.id, *(table.c[name] for name in columns))
+                    .where(table.c.id > last_id, condition)
+                    .order_by(table.c.id)
                     .limit(batch_size)
                 )
             ).all()
             for row in rows:
-                previous = row.previous_secret_encrypted
-                await connection.execute(
-                    update(endpoints)
-                    .where(endpoints.c.id == row.id)
-                    .values(
-                        secret_encrypted=vault.rotate(row.secret_encrypted),
-                        previous_secret_encrypted=vault.rotate(previous) if previous else None,
-                    )
-                )
+                values = {
+                    name: vault.rotate(token) if (token := getattr(row, name)) else None
+                    for name in columns
+                }
+                await connection.execute(update(table).where(table.c.id == row.id).values(**values))
         if not rows:
-            log.info("re-encrypted %d webhook endpoint secrets", rotated)
-            return
+            return rotated
         rotated += len(rows)
         last_id = rows[-1].id
+        log.info("re-encrypted %d rows of %s so far (last id %s)", rotated, table.name, last_id)
