@@ -102,9 +102,11 @@ class WebhookDelivery:
                     await self._idle(in_flight)
         finally:
             # Shutting down: what is being sent stays claimed and is sent again after its
-            # lease, by this replica or another (at least once).
+            # lease, by this replica or another (at least once). The batches are waited for,
+            # so that none is left using the database after the process closes it.
             for task in in_flight:
                 task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _idle(self, in_flight: set[asyncio.Task[None]]) -> None:
         """Until woken, a batch ends (room for another) or the poll interval passes."""
