@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from payment_gateway.domain.deliveries import DeliverySchedule, DeliveryStatus
+from payment_gateway.domain.deliveries import GONE, DeliverySchedule, DeliveryStatus
 from payment_gateway.domain.webhooks import SendResult, WebhookMessage
 from payment_gateway.metrics import (
     WEBHOOK_ATTEMPTS,
@@ -189,14 +189,17 @@ class WebhookDelivery:
     ) -> DeliveryOutcome:
         if result.delivered:
             return DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.DELIVERED, None)
-        # Counted from the attempt's end: a timed-out one is not retried at once.
-        retry_at = self._policy.schedule.next_attempt_at(
-            self._clock(), delivery.attempts + 1, result.retry_after_seconds
+        # Counted from the attempt's end: a timed-out one is not retried at once. A 410 is
+        # never retried: the endpoint is gone.
+        retry_at = (
+            None
+            if result.status_code == GONE
+            else self._policy.schedule.next_attempt_at(
+                self._clock(), delivery.attempts + 1, result.retry_after_seconds
+            )
         )
-        outcome = DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.PENDING, retry_at)
-        if retry_at is None or outcome.gone:
-            return DeliveryOutcome(delivery, attempted_at, result, DeliveryStatus.FAILED, None)
-        return outcome
+        status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.PENDING
+        return DeliveryOutcome(delivery, attempted_at, result, status, retry_at)
 
 
 def _count(outcome: DeliveryOutcome) -> None:

@@ -298,6 +298,14 @@ class SqlPaymentListing:
         return [_to_payment(row) for row in rows]
 
 
+def skip_locked(statement: Select[Any], connection: AsyncConnection) -> Select[Any]:
+    """FOR UPDATE SKIP LOCKED where the engine has it (SQLite's transaction holds its write
+    lock already), so that replicas claiming due rows take disjoint ones."""
+    if connection.dialect.name == "sqlite":
+        return statement
+    return statement.with_for_update(skip_locked=True)
+
+
 async def _claim_due_rows(
     connection: AsyncConnection,
     table: Table,
@@ -312,9 +320,9 @@ async def _claim_due_rows(
     the transaction already holds the database's write lock. Either way the guarded UPDATE
     that pushes each row's ``next_attempt_at`` on is the claim other replicas see.
     """
-    statement = select(*columns).where(due).order_by(table.c.next_attempt_at).limit(limit)
-    if connection.dialect.name != "sqlite":
-        statement = statement.with_for_update(skip_locked=True)
+    statement = skip_locked(
+        select(*columns).where(due).order_by(table.c.next_attempt_at).limit(limit), connection
+    )
     claimed: list[Row[Any]] = []
     for row in (await connection.execute(statement)).all():
         claim = update(table).where(table.c.id == row.id, due).values(**push_back(row))

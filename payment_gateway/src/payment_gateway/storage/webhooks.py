@@ -37,7 +37,7 @@ from payment_gateway.service.ports import (
     DueDelivery,
     ListPosition,
 )
-from payment_gateway.storage.repositories import beyond
+from payment_gateway.storage.repositories import beyond, skip_locked
 from payment_gateway.storage.tables import (
     events,
     webhook_attempts,
@@ -102,13 +102,6 @@ def _signing_secrets(row: Any, now: datetime) -> tuple[bytes, ...]:
     if previous is not None and row.previous_secret_expires_at > now:
         return (row.secret_encrypted, previous)
     return (row.secret_encrypted,)
-
-
-def _locked(statement: Select[Any], connection: AsyncConnection) -> Select[Any]:
-    """FOR UPDATE SKIP LOCKED where the engine has it (SQLite holds its write lock already)."""
-    if connection.dialect.name == "sqlite":
-        return statement
-    return statement.with_for_update(skip_locked=True)
 
 
 class SqlEventRepository:
@@ -241,7 +234,7 @@ class SqlWebhookRepository:
     # -- the outbox, fanned out into deliveries
 
     async def fan_out(self, now: datetime, limit: int, lease_until: datetime) -> list[DueDelivery]:
-        fresh = _locked(
+        fresh = skip_locked(
             _event_columns.where(events.c.fanout_due_at <= now)
             .order_by(events.c.fanout_due_at)
             .limit(limit),
@@ -298,7 +291,7 @@ class SqlWebhookRepository:
         self, now: datetime, limit: int, lease_until: datetime
     ) -> list[DueDelivery]:
         deliveries = webhook_deliveries
-        claimable = _locked(
+        claimable = skip_locked(
             select(deliveries.c.id)
             .where(deliveries.c.next_attempt_at <= now)
             .order_by(deliveries.c.next_attempt_at)
