@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -202,7 +201,7 @@ async def list_deliveries(
         "data": [delivery_document(delivery) for delivery in page.deliveries],
         "has_more": page.has_more,
     }
-    return Response(orjson.dumps(document), 200, media_type="application/json")
+    return json_response(document, 200, {})
 
 
 _BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}

@@ -69,13 +69,18 @@ async def list_payments(
     return PaymentPage(page, has_more=len(found) > query.limit)
 
 
-def _check(query: PaymentListQuery) -> None:
-    if query.starting_after is not None and query.ending_before is not None:
+def check_one_cursor(starting_after: str | None, ending_before: str | None) -> None:
+    """A page is taken one way: 422 naming both cursors when both are given."""
+    if starting_after is not None and ending_before is not None:
         message = "give either starting_after or ending_before, not both"
         raise InvalidRequest(
             "the request is invalid: see errors",
             errors=[FieldError("starting_after", message), FieldError("ending_before", message)],
         )
+
+
+def _check(query: PaymentListQuery) -> None:
+    check_one_cursor(query.starting_after, query.ending_before)
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidRequest(
             "the request is invalid: see errors",

@@ -21,6 +21,7 @@ from payment_gateway.domain.webhooks import UnsafeWebhookUrl, new_webhook_secret
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import FieldError, InvalidRequest, NotFound
 from payment_gateway.service.ids import new_id
+from payment_gateway.service.listing import check_one_cursor
 from payment_gateway.service.ports import (
     DeliveryRecord,
     ListPosition,
@@ -208,15 +209,7 @@ class WebhookService:
         return event
 
     async def list_events(self, merchant: Merchant, query: EventListQuery) -> EventPage:
-        if query.starting_after is not None and query.ending_before is not None:
-            message = "give either starting_after or ending_before, not both"
-            raise InvalidRequest(
-                "the request is invalid: see errors",
-                errors=[
-                    FieldError("starting_after", message),
-                    FieldError("ending_before", message),
-                ],
-            )
+        check_one_cursor(query.starting_after, query.ending_before)
         async with self._uow(read_only=True) as uow:
             webhooks = uow.webhooks
             older_than = newer_than = None
