@@ -6,3 +6,7 @@ import bank_simulator
 import payment_gateway
 
 __all__ = ["bank_simulator", "payment_gateway"]
+
+# The browser fixtures (browser, browser_context, page) for every test tree: tests/support is on
+# pytest's pythonpath (pyproject.toml).
+pytest_plugins = ["browser_testing"]

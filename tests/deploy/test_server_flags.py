@@ -136,13 +136,13 @@ def _literal_assignment(path: Path, name: str) -> Any:
     raise AssertionError(f"{path}: no {name} = ...")
 
 
-def test_the_e2e_tests_start_every_service_with_the_flags(
+def test_the_e2e_and_browser_tests_start_every_service_with_the_flags(
     app: str, uvicorn_option: UvicornOption
 ) -> None:
-    conftest = REPO_ROOT / "payment_gateway" / "tests" / "e2e" / "conftest.py"
-    flags = _literal_assignment(conftest, "SERVER_FLAGS")
-    assert_runs_with(flags[app], app, "e2e conftest", uvicorn_option)
-    assert "*SERVER_FLAGS[app]" in conftest.read_text(encoding="utf-8"), (
+    launcher = REPO_ROOT / "tests" / "support" / "live_services.py"
+    flags = _literal_assignment(launcher, "SERVER_FLAGS")
+    assert_runs_with(flags[app], app, "live_services", uvicorn_option)
+    assert "*SERVER_FLAGS[app]" in launcher.read_text(encoding="utf-8"), (
         "start_service no longer passes SERVER_FLAGS"
     )
 
