@@ -22,8 +22,7 @@ BIN = Path(sys.executable).parent
 
 # The production server flags of each app (README.md, Running it in production; the deployment
 # tests check that every launcher uses them), so every e2e and browser test runs the hardened
-# server. Flags
-# a test passes after them win (click takes the last value of an option).
+# server. Flags a test passes after them win (click takes the last value of an option).
 SERVER_FLAGS = {
     "payment_gateway.main:app": [
         "--http",
