@@ -30,6 +30,7 @@ from payment_gateway.domain.payment import (
     RetrySchedule,
     statuses_that_may_become,
 )
+from payment_gateway.domain.three_d_secure import Authentication, AuthenticationStatus
 from payment_gateway.service.ports import (
     DueAuthorization,
     DuePayment,
@@ -249,6 +250,7 @@ class FakePaymentRepository(FakePaymentListing):
                 if resolution.tracking_id is not None
                 else row.payment.tracking_id
             ),
+            three_d_secure=resolution.three_d_secure or row.payment.three_d_secure,
         )
         row.next_attempt_at = transition.next_attempt_at
         self._touch(transition.payment_id)
@@ -281,6 +283,7 @@ class FakePaymentRepository(FakePaymentListing):
                     row.payment.merchant_id,
                     row.payment.status.value,
                     row.payment.created_at,
+                    row.payment.updated_at,
                     row.payment.capture,
                 )
             )
@@ -373,18 +376,43 @@ class FakePaymentRepository(FakePaymentListing):
     async def claim_expired_authorizations(
         self, now: datetime, limit: int, lease_seconds: float
     ) -> list[DueAuthorization]:
+        due = self._claim_for_lease(
+            PaymentStatus.AUTHORIZED, now, limit, lease_seconds, settling=False
+        )
+        return [DueAuthorization(row.payment.id, row.payment.merchant_id) for row in due]
+
+    async def claim_unanswered_challenges(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[str]:
+        due = self._claim_for_lease(PaymentStatus.REQUIRES_ACTION, now, limit, lease_seconds)
+        return [row.payment.id for row in due]
+
+    def _claim_for_lease(
+        self,
+        status: PaymentStatus,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        settling: bool | None = None,
+    ) -> list[PaymentRow]:
+        """Rows in ``status`` whose next_attempt_at is due, pushed on by the lease."""
         due = [
             row
             for row in self._work.payments.values()
-            if row.payment.status is PaymentStatus.AUTHORIZED
+            if row.payment.status is status
             and row.next_attempt_at is not None
             and row.next_attempt_at <= now
-            and row.settlement_operation_id is None
+            and (settling is None or (row.settlement_operation_id is not None) == settling)
         ][:limit]
         for row in due:
             row.next_attempt_at = now + timedelta(seconds=lease_seconds)
             self._touch(row.payment.id)
-        return [DueAuthorization(row.payment.id, row.payment.merchant_id) for row in due]
+        return due
+
+    async def card_of(self, payment_id: str) -> StoredCard | None:
+        row = self._work.payments.get(payment_id)
+        return row.card if row is not None and row.card.pan_encrypted else None
 
 
 class FakeOperationRepository:
@@ -684,26 +712,53 @@ _OUTCOMES = {
     "4242424242424242": ("0", None),
     "4000000000000002": ("100", "insufficient_funds"),
     "4000000000009995": ("200", None),
+    "4000000000003220": ("0", None),  # CHALLENGE_CARD, once authenticated
+    "4000000000003055": ("0", None),  # FRICTIONLESS_CARD, likewise
 }
+
+
+# The bank simulator's 3-D Secure test cards (docs/design.md, 3-D Secure).
+CHALLENGE_CARD = "4000000000003220"
+FRICTIONLESS_CARD = "4000000000003055"
+_ENROLLED = {CHALLENGE_CARD: "challenge", FRICTIONLESS_CARD: "frictionless"}
 
 
 @dataclass
 class FakeBank:
-    """Records every deposit; ``fault`` makes the next deposits fail that way."""
+    """Records every deposit; ``fault`` makes the next deposits fail that way.
+
+    As the issuer's access control server it challenges CHALLENGE_CARD (``answer_challenge``
+    plays the shopper) and lets FRICTIONLESS_CARD through; a deposit of either needs the
+    authentication, as at the simulator.
+    """
 
     fault: BankFault | None = None
+    authentication_fault: BankFault | None = None  # the same, for 3-D Secure calls
     deposits: list[tuple[str, PaymentRequest]] = field(default_factory=list)
+    deposit_authentications: dict[str, str | None] = field(default_factory=dict)
+    authentications: dict[str, Authentication] = field(default_factory=dict)
+    return_urls: dict[str, str] = field(default_factory=dict)
     answers: dict[str, BankAnswer] = field(default_factory=dict)
     operations: list[tuple[OperationKind, str, str, int]] = field(default_factory=list)
     operation_answers: dict[str, BankAnswer] = field(default_factory=dict)
     operation_answers_default: BankAnswer | None = None  # e.g. a declined refund
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
         if self.fault is BankFault.NOT_SENT or self.fault is BankFault.REJECTED:
             return self.fault
         self.deposits.append((payment_id, request))
+        self.deposit_authentications[payment_id] = authentication_id
         if payment_id not in self.answers:
             code, reason = _OUTCOMES.get(request.pan, ("100", "card_not_supported"))
+            authentication = self.authentications.get(payment_id)
+            if request.pan in _ENROLLED and not (
+                authentication is not None
+                and authentication.id == authentication_id
+                and authentication.status is AuthenticationStatus.AUTHENTICATED
+            ):
+                code, reason = "100", "authentication_required"
             self.answers[payment_id] = BankAnswer(code, reason, str(uuid.uuid4()))
         if self.fault is BankFault.UNCERTAIN:
             return self.fault
@@ -728,6 +783,42 @@ class FakeBank:
         self, kind: OperationKind, operation_id: str
     ) -> BankAnswer | BankFault | None:
         return self.operation_answers.get(operation_id)
+
+    async def authenticate(
+        self, payment_id: str, request: PaymentRequest, return_url: str
+    ) -> Authentication | BankFault:
+        if self.authentication_fault is not None:
+            return self.authentication_fault
+        flow = _ENROLLED.get(request.pan)
+        status = {
+            "challenge": AuthenticationStatus.CHALLENGE_REQUIRED,
+            "frictionless": AuthenticationStatus.AUTHENTICATED,
+        }.get(flow or "", AuthenticationStatus.NOT_ENROLLED)
+        self.return_urls[payment_id] = return_url
+        self.authentications[payment_id] = Authentication(
+            id=f"auth-{payment_id}",
+            status=status,
+            flow=flow,
+            challenge_url=f"https://bank.test/3ds/challenge/{payment_id}" if flow else None,
+            eci="05" if status is AuthenticationStatus.AUTHENTICATED else None,
+            version="2.2.0",
+        )
+        return self.authentications[payment_id]
+
+    async def authentication(self, payment_id: str) -> Authentication | BankFault | None:
+        if self.authentication_fault is not None:
+            return self.authentication_fault
+        return self.authentications.get(payment_id)
+
+    def answer_challenge(self, payment_id: str, *, passed: bool) -> None:
+        """The shopper answers the challenge on the bank's page, right or wrong."""
+        authentication = self.authentications[payment_id]
+        assert authentication.status is AuthenticationStatus.CHALLENGE_REQUIRED
+        self.authentications[payment_id] = replace(
+            authentication,
+            status=AuthenticationStatus.AUTHENTICATED if passed else AuthenticationStatus.FAILED,
+            eci="05" if passed else None,
+        )
 
     def settle(self, payment_id: str, code: str = "0") -> None:
         """The bank finishes a pending deposit."""

@@ -67,6 +67,8 @@ class Facts:
             # Webhooks: stated in production so that private URLs stay refused.
             "WEBHOOK_ALLOW_PRIVATE_URLS",
             "WEBHOOK_TIMEOUT_SECONDS",
+            # Where the bank sends shoppers back after 3-D Secure (https in production).
+            "PUBLIC_URL",
         }
     )
     # The port the gateway serves Prometheus /metrics on (METRICS_PORT's default), never 8080.

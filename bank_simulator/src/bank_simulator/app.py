@@ -219,6 +219,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = time.monotoni
         payload = await _parse(request, DepositRequest, max_body)
         if isinstance(payload, ProblemResponse):
             return payload
+        if payload.card.cvv is None and payload.three_d_secure is None:
+            message = "is required unless three_d_secure names an authentication"
+            return validation_problem([{"loc": ("card", "cvv"), "msg": message}])
         if simulated_outage():
             logger.info("deposit reference=%r rejected: simulated failure", payload.reference)
             return _unavailable()

@@ -91,7 +91,12 @@ class Card(BaseModel):
 
     number: CardNumber = Field(examples=["4242424242424242"])
     expiry: Expiry = Field(examples=["12/2042"])
-    cvv: Cvv = Field(examples=["123"])
+    cvv: Cvv | None = Field(
+        default=None,
+        examples=["123"],
+        description="Required, except in a deposit that names its 3-D Secure authentication "
+        "(the shopper proved to hold the card; the gateway keeps no CVV until then).",
+    )
     holder_name: HolderName | None = Field(default=None, examples=["John Doe"])
 
 

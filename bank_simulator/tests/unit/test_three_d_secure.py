@@ -476,3 +476,29 @@ async def test_a_malformed_three_d_secure_is_422(
     body = deposit_body("d", CHALLENGE) | {"three_d_secure": three_d_secure}
     problem = assert_problem(await client.post("/api/v1/deposit", json=body), 422)
     assert [error["field"] for error in problem["errors"]] == [field]
+
+
+async def test_an_authenticated_deposit_needs_no_cvv(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
+    # After a challenge the gateway has no CVV left to send: it never keeps one.
+    authentication = await authenticate(client, number=CHALLENGE, currency="USD")
+    await answer(client, authentication, code="1234")
+    deposit = with_3ds(deposit_body("d", CHALLENGE), authentication["id"])
+    del deposit["card"]["cvv"]
+
+    body = (await client.post("/api/v1/deposit", json=deposit)).json()
+
+    assert (body["status"], body["code"]) == ("succeeded", "0")
+
+
+async def test_any_other_deposit_still_needs_its_cvv(
+    client: BankClient, deposit_body: MakeDepositBody
+) -> None:
+    deposit = deposit_body("d", NOT_ENROLLED)
+    del deposit["card"]["cvv"]
+
+    problem = assert_problem(await client.post("/api/v1/deposit", json=deposit), 422)
+
+    assert [error["field"] for error in problem["errors"]] == ["card.cvv"]
+    assert (await client.get("/api/v1/deposits/d")).status_code == 404

@@ -67,6 +67,9 @@ def payment_policy(settings: Settings) -> PaymentPolicy:
         first_reconcile_delay=timedelta(seconds=settings.reconcile_interval_seconds),
         max_send_delay=timedelta(seconds=settings.max_send_delay_seconds),
         authorization_ttl=timedelta(seconds=settings.authorization_ttl_seconds),
+        challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
+        public_url=settings.public_url,
+        https_return_urls=settings.is_production,
     )
 
 
@@ -148,7 +151,9 @@ async def build_services(
         payments=payments,
         merchants=MerchantService(uow, cache_seconds=settings.merchant_cache_seconds),
         operations=operations,
-        reconciler=Reconciler(uow, recorder, bank, operations, reconcile_policy(settings)),
+        reconciler=Reconciler(
+            uow, recorder, bank, operations, payments, reconcile_policy(settings)
+        ),
         card_data_eraser=CardDataEraser(
             uow, RetentionPolicy(retention=timedelta(days=settings.card_data_retention_days))
         ),

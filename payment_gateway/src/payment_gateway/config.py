@@ -12,7 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     idempotency_hash_key: SecretStr = SecretStr("")
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     authorization_ttl_seconds: float = Field(default=604_800, gt=0)  # 7 days, as issuers hold
+    # The gateway as shoppers' browsers reach it: the bank sends them back here after 3-D Secure.
+    public_url: str = "http://127.0.0.1:8080"
+    challenge_ttl_seconds: float = Field(default=900, gt=0)  # a 3-D Secure challenge's deadline
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_batch_size: int = Field(default=100, ge=1)
     reconcile_not_found_grace_seconds: float | None = Field(default=None, ge=0)
@@ -128,7 +131,15 @@ class Settings(BaseSettings):
                 raise ValueError("DATABASE_URL is not a database URL") from None
         if urlsplit(self.bank_url).scheme not in ("http", "https"):
             raise ValueError("BANK_URL must be an http or https URL")
+        public = urlsplit(self.public_url)
+        if public.scheme not in ("http", "https") or not public.hostname or public.query:
+            raise ValueError("PUBLIC_URL must be an absolute http or https URL")
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _without_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")  # paths are appended to it
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
@@ -170,6 +181,8 @@ class Settings(BaseSettings):
                 "BANK_URL must be https: card numbers and CVVs would cross the network in "
                 "clear (set BANK_ALLOW_INSECURE=true only for a bank on the same private network)"
             )
+        if urlsplit(self.public_url).scheme != "https":
+            problems.append("PUBLIC_URL must be https: shoppers' browsers come back to it")
         if self.demo_merchants:
             problems.append("DEMO_MERCHANTS=true is refused")
         if self.webhook_allow_private_urls:

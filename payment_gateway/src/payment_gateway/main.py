@@ -20,6 +20,7 @@ from payment_gateway.api.refused_keys import RefusedKeyMiddleware, RefusedKeys
 from payment_gateway.api.request_context import RequestContextMiddleware
 from payment_gateway.api.routes import health_router, payments_router
 from payment_gateway.api.security_headers import SecurityHeadersMiddleware
+from payment_gateway.api.three_d_secure import three_d_secure_router
 from payment_gateway.api.webhooks import webhooks_router
 from payment_gateway.bootstrap import build_services
 from payment_gateway.config import Settings
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(operations_router)
     app.include_router(webhooks_router)
+    app.include_router(three_d_secure_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
     if settings.rate_limit_enabled:  # before routing and the body; inside ids and headers

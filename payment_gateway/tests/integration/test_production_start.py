@@ -33,6 +33,7 @@ def production_settings(database_url: str, data_dir: Path) -> Settings:
         idempotency_hash_key=SecretStr(PRODUCTION_HASH_KEY),
         bank_api_key=SecretStr("b" * 32),
         bank_url="https://bank.example.net",
+        public_url="https://pay.example.com",
     )
 
 

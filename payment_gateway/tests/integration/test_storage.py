@@ -230,6 +230,45 @@ async def test_concurrent_resolutions_apply_once(gateway: Gateway) -> None:
     assert results.count(True) == 1
 
 
+async def test_a_batch_keeps_each_payments_3_d_secure(gateway: Gateway) -> None:
+    """In a batch where one transition carries an authentication's answer and another none
+    (the reconciler's), each payment keeps the 3-D Secure it has (group commit mixes them)."""
+    body = payment_body(
+        "4000000000003055", three_d_secure={"return_url": "https://shop.example/back"}
+    )
+    created = [
+        (await gateway.client.post("/api/v1/payments", json=body, headers=MERCHANT_ONE)).json()
+        for _ in range(2)
+    ]
+    ids = [payment["id"] for payment in created]
+    services = gateway.app.state.services
+    async with services.uow.engine.begin() as connection:  # both back to processing
+        await connection.execute(
+            update(payments).where(payments.c.id.in_(ids)).values(status="processing")
+        )
+    async with services.uow() as uow:
+        stored = {payment.id: payment for payment in await uow.payments.get_many(ids)}
+    now = datetime.now(UTC)
+    batch = [
+        StatusTransition(
+            ids[0],
+            "any",
+            Resolution(PaymentStatus.SUCCEEDED, three_d_secure=stored[ids[0]].three_d_secure),
+            now,
+            None,
+        ),
+        StatusTransition(ids[1], "any", Resolution(PaymentStatus.SUCCEEDED), now, None),
+    ]
+    async with services.uow() as uow:
+        assert await uow.payments.apply_transitions(batch) == 2
+        await uow.commit()
+
+    async with services.uow() as uow:
+        after = {payment.id: payment for payment in await uow.payments.get_many(ids)}
+    assert [after[i].three_d_secure for i in ids] == [stored[i].three_d_secure for i in ids]
+    assert all(after[i].three_d_secure is not None for i in ids)
+
+
 async def test_migrations_match_the_table_definitions(empty_database_url: str) -> None:
     engine = create_engine(empty_database_url, pool_size=1)
     from payment_gateway.storage.migrate import migrate

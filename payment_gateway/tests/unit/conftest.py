@@ -91,13 +91,15 @@ class RequestFields(TypedDict, total=False):
     """The fields of a PaymentRequest, any of which make_request may change."""
 
     pan: str
-    cvv: str
+    cvv: str | None
     expiry_month: int
     expiry_year: int
     holder_name: str | None
     amount: int
     currency: str
     reference: str | None
+    capture: bool
+    three_d_secure_return_url: str | None
 
 
 class MakeRequest(Protocol):
@@ -124,14 +126,20 @@ def payment_service(make_payment_service: MakePaymentService, bank: FakeBank) ->
 
 @pytest.fixture
 def make_reconciler(
-    uow_factory: FakeUnitOfWorkFactory, reconcile_policy: ReconcilePolicy, clock: FakeClock
+    uow_factory: FakeUnitOfWorkFactory,
+    reconcile_policy: ReconcilePolicy,
+    clock: FakeClock,
+    make_payment_service: MakePaymentService,
 ) -> MakeReconciler:
     def make(bank: BankAdapter) -> Reconciler:
         recorder = TransactionalRecorder(uow_factory)
         operations = PaymentOperations(
             uow_factory, recorder, bank, b"unit-test-hash-key", OPERATION_POLICY, clock=clock
         )
-        return Reconciler(uow_factory, recorder, bank, operations, reconcile_policy, clock=clock)
+        payments = make_payment_service(bank)
+        return Reconciler(
+            uow_factory, recorder, bank, operations, payments, reconcile_policy, clock=clock
+        )
 
     return make
 

@@ -16,6 +16,7 @@ PRODUCTION = {
     "BANK_API_KEY": "a-long-random-bank-key-of-32-bytes-or-more",
     "DATABASE_URL": "mysql+asyncmy://user:pass@db:3306/gateway",
     "BANK_URL": "https://bank.example.net",
+    "PUBLIC_URL": "https://pay.example.com",
 }
 REQUIRED_IN_PRODUCTION = [
     "CARD_ENCRYPTION_KEYS",
@@ -269,3 +270,21 @@ def test_development_secrets_are_generated_once(tmp_path: Path) -> None:
         "card-encryption.key",
         "idempotency-hash.key",
     ]
+
+
+def test_production_refuses_a_plain_http_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, PRODUCTION | {"PUBLIC_URL": "http://pay.example.com"})
+    with pytest.raises(ValidationError, match="PUBLIC_URL must be https"):
+        Settings()
+
+
+@pytest.mark.parametrize("url", ["pay.example.com", "javascript:alert(1)", "https://x/?a=1"])
+def test_public_url_must_be_an_absolute_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    set_env(monkeypatch, {"PUBLIC_URL": url})
+    with pytest.raises(ValidationError, match="PUBLIC_URL must be an absolute"):
+        Settings()
+
+
+def test_public_url_loses_its_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {"PUBLIC_URL": "https://pay.example.com/"})
+    assert Settings().public_url == "https://pay.example.com"

@@ -47,6 +47,16 @@ async def authenticate_merchant(
 MerchantDep = Annotated[Merchant, Depends(authenticate)]
 
 
+async def limit_by_address(request: Request) -> None:
+    """For the routes a shopper's browser calls, with no API key: counted against its address."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        await limiter.check(limiter.per_address, client_address(request))
+
+
+ShopperLimited = Depends(limit_by_address)
+
+
 async def services_and_merchant(request: Request) -> tuple[Services, Merchant]:
     """For routes that read their request themselves (to authenticate before the body)."""
     services: Services = request.app.state.services

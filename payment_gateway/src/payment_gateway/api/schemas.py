@@ -29,6 +29,7 @@ from payment_gateway.domain.card import (
 from payment_gateway.domain.money import MAX_AMOUNT, parse_currency
 from payment_gateway.domain.operations import RefundReason
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
+from payment_gateway.domain.urls import MAX_URL_LENGTH, browser_url_problem
 from payment_gateway.service.documents import payment_document
 from payment_gateway.service.listing import (
     DEFAULT_LIMIT,
@@ -140,6 +141,33 @@ class CardCreate(BaseModel):
         return year
 
 
+def browser_url(value: str) -> str:
+    problem = browser_url_problem(value, https_only=False)  # https in production: the service
+    if problem is not None:
+        raise PydanticCustomError("url", problem)
+    return value
+
+
+BrowserUrl = Annotated[
+    str,
+    Field(strict=True, max_length=MAX_URL_LENGTH, json_schema_extra={"format": "uri"}),
+    AfterValidator(browser_url),
+]
+
+
+class ThreeDSecureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    return_url: BrowserUrl = Field(
+        description=(
+            "Your page the shopper comes back to after a 3-D Secure challenge, with `payment_id`"
+            " added to its query; absolute, https in production. Confirm the payment's status"
+            " server-side: the redirect is no proof of payment."
+        ),
+        examples=["https://shop.example/orders/1234/paid"],
+    )
+
+
 class PaymentCreate(BaseModel):
     """A card payment to make."""
 
@@ -205,6 +233,13 @@ class PaymentCreate(BaseModel):
             ),
         ),
     ] = True
+    three_d_secure: ThreeDSecureCreate | None = Field(
+        None,
+        description=(
+            "Authenticate the card with 3-D Secure. A card that needs a challenge answers"
+            " `requires_action` with `next_action`: send the shopper's browser to its `url`."
+        ),
+    )
 
     @field_validator("reference")
     @classmethod
@@ -232,6 +267,9 @@ class PaymentCreate(BaseModel):
             currency=self.currency,
             reference=self.reference,
             capture=self.capture,
+            three_d_secure_return_url=(
+                self.three_d_secure.return_url if self.three_d_secure is not None else None
+            ),
         )
 
 
@@ -243,11 +281,29 @@ class CardOut(BaseModel):
     expiry_year: int
 
 
+class ThreeDSecureOut(BaseModel):
+    authentication_flow: Literal["challenge", "frictionless"] | None = Field(
+        description="null: not enrolled, or not yet known"
+    )
+    result: Literal["authenticated", "failed", "not_enrolled"] | None = Field(
+        description="null while the challenge awaits the shopper"
+    )
+    eci: str | None = Field(description='Electronic Commerce Indicator, e.g. "05"')
+    version: str | None = Field(examples=["2.2.0"])
+
+
+class NextAction(BaseModel):
+    type: Literal["redirect_to_url"]
+    url: str = Field(description="Send the shopper's browser here: the bank's challenge page")
+
+
 class PaymentOut(BaseModel):
     """A payment as it stands now (the same shape for create, replay and read)."""
 
     id: str
-    status: Literal["init", "processing", "authorized", "succeeded", "failed", "canceled"]
+    status: Literal[
+        "init", "requires_action", "processing", "authorized", "succeeded", "failed", "canceled"
+    ]
     code: str | None
     decline_reason: str | None
     amount: int
@@ -260,6 +316,8 @@ class PaymentOut(BaseModel):
     amount_refunded: int = Field(description="By succeeded refunds")
     refunded: bool = Field(description="True once everything captured was refunded")
     cancellation_reason: Literal["requested_by_merchant", "expired"] | None
+    three_d_secure: ThreeDSecureOut | None = Field(description="When asked for with a return_url")
+    next_action: NextAction | None = Field(description="While `requires_action` only")
     created_at: datetime
     updated_at: datetime
 

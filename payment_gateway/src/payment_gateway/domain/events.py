@@ -51,6 +51,7 @@ StateChange = PaymentStatusChanged | RefundStatusChanged
 class EventType(StrEnum):
     """What merchants subscribe to (docs/design.md, Events and webhooks)."""
 
+    PAYMENT_REQUIRES_ACTION = "payment.requires_action"
     PAYMENT_PROCESSING = "payment.processing"
     PAYMENT_AUTHORIZED = "payment.authorized"
     PAYMENT_SUCCEEDED = "payment.succeeded"
@@ -62,7 +63,8 @@ class EventType(StrEnum):
 
 def event_type(change: StateChange) -> EventType | None:
     """The event a state change is told as; None for a creation (``init``, a pending refund),
-    which the merchant's own request already answered."""
+    which the merchant's own request already answered, and for a payment's return to ``init``
+    after its 3-D Secure challenge (the deposit's outcome follows at once)."""
     if isinstance(change, RefundStatusChanged):
         if change.status is OperationStatus.PENDING:
             return None

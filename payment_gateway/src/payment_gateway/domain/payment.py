@@ -6,12 +6,17 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from payment_gateway.domain.card import CardSummary
+
+if TYPE_CHECKING:
+    from payment_gateway.domain.three_d_secure import ThreeDSecure
 
 
 class PaymentStatus(StrEnum):
     INIT = "init"
+    REQUIRES_ACTION = "requires_action"  # the shopper has a 3-D Secure challenge to answer
     PROCESSING = "processing"
     AUTHORIZED = "authorized"  # held at the bank (capture=false), to capture or cancel
     SUCCEEDED = "succeeded"
@@ -28,16 +33,21 @@ TERMINAL_STATUSES = frozenset(
 )
 # Waiting for the deposit's outcome: the statuses a bank answer about the deposit may move.
 OPEN_STATUSES = frozenset({PaymentStatus.INIT, PaymentStatus.PROCESSING})
+# Not yet charged: what a bank answer about the deposit or the authentication may move.
+UNSETTLED_STATUSES = OPEN_STATUSES | {PaymentStatus.REQUIRES_ACTION}
 
 _ALLOWED: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.INIT: frozenset(
         {
+            PaymentStatus.REQUIRES_ACTION,
             PaymentStatus.PROCESSING,
             PaymentStatus.AUTHORIZED,
             PaymentStatus.SUCCEEDED,
             PaymentStatus.FAILED,
         }
     ),
+    # Answered: authenticated, the deposit is on its way (init again); or failed, or expired.
+    PaymentStatus.REQUIRES_ACTION: frozenset({PaymentStatus.INIT, PaymentStatus.FAILED}),
     PaymentStatus.PROCESSING: frozenset(
         {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
     ),
@@ -55,13 +65,14 @@ def can_transition(current: PaymentStatus, new: PaymentStatus) -> bool:
 
 
 def statuses_that_may_become(new: PaymentStatus) -> frozenset[PaymentStatus]:
-    """The statuses a row must have for a deposit's outcome ``new`` to apply.
+    """The statuses a row must have for a bank answer's outcome ``new`` to apply.
 
-    Only a payment still waiting for its deposit's outcome: an authorization moves on by a
-    capture or a void (domain/operations.py), never by another answer about the deposit.
+    Only a payment not yet charged: an authorization moves on by a capture or a void
+    (domain/operations.py), never by another answer about the deposit.
     """
     return (
-        frozenset(status for status, targets in _ALLOWED.items() if new in targets) & OPEN_STATUSES
+        frozenset(status for status, targets in _ALLOWED.items() if new in targets)
+        & UNSETTLED_STATUSES
     )
 
 
@@ -78,6 +89,7 @@ class Resolution:
     code: str | None = None
     decline_reason: str | None = None
     tracking_id: str | None = None
+    three_d_secure: ThreeDSecure | None = None  # what an authentication answer changed
 
 
 @dataclass(slots=True)
@@ -99,6 +111,7 @@ class Payment:
     amount_refunded: int = 0  # by succeeded refunds
     amount_refund_pending: int = 0  # by refunds sent and not yet settled
     cancellation_reason: str | None = None
+    three_d_secure: ThreeDSecure | None = None  # asked for with a return_url
 
     @property
     def refunded(self) -> bool:
@@ -123,6 +136,7 @@ class Payment:
         self.code = resolution.code
         self.decline_reason = resolution.decline_reason
         self.tracking_id = resolution.tracking_id or self.tracking_id
+        self.three_d_secure = resolution.three_d_secure or self.three_d_secure
         self.updated_at = now
         return True
 
@@ -132,7 +146,7 @@ class PaymentRequest:
     """A validated request to charge a card. The PAN and CVV never appear in its repr."""
 
     pan: str = field(repr=False)
-    cvv: str = field(repr=False)
+    cvv: str | None = field(repr=False)  # None only for a deposit after 3-D Secure
     expiry_month: int
     expiry_year: int
     holder_name: str | None = field(repr=False)
@@ -140,6 +154,7 @@ class PaymentRequest:
     currency: str
     reference: str | None
     capture: bool = True
+    three_d_secure_return_url: str | None = None  # ask for 3-D Secure, back to this URL
 
     def fingerprint_material(self) -> bytes:
         """A canonical encoding of the content, for keyed hashing (never stored as is).
@@ -158,6 +173,7 @@ class PaymentRequest:
             self.currency,
             self.reference,
             *([] if self.capture else ["authorize-only"]),
+            *([] if self.three_d_secure_return_url is None else [self.three_d_secure_return_url]),
         ]
         return json.dumps(fields, ensure_ascii=False).encode()
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payment_gateway.domain.operations import Operation
-from payment_gateway.domain.payment import Payment
+from payment_gateway.domain.payment import Payment, PaymentStatus
 
 
 def timestamp(value: datetime) -> str:
@@ -21,7 +21,7 @@ def timestamp(value: datetime) -> str:
 
 def payment_document(payment: Payment) -> dict[str, Any]:
     """The payment's JSON representation (the shape of PaymentOut)."""
-    card = payment.card
+    card, three_d_secure = payment.card, payment.three_d_secure
     return {
         "id": payment.id,
         "status": payment.status.value,
@@ -43,6 +43,14 @@ def payment_document(payment: Payment) -> dict[str, Any]:
         "amount_refunded": payment.amount_refunded,
         "refunded": payment.refunded,
         "cancellation_reason": payment.cancellation_reason,
+        "three_d_secure": three_d_secure.document() if three_d_secure is not None else None,
+        "next_action": (
+            {"type": "redirect_to_url", "url": three_d_secure.challenge_url}
+            if three_d_secure is not None
+            and three_d_secure.challenge_url is not None
+            and payment.status is PaymentStatus.REQUIRES_ACTION
+            else None
+        ),
         "created_at": timestamp(payment.created_at),
         "updated_at": timestamp(payment.updated_at),
     }

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
+from urllib.parse import quote
 
 import structlog
 
 from payment_gateway import audit
-from payment_gateway.domain.bank import resolve_deposit
+from payment_gateway.domain.bank import BankFault, resolve_deposit
 from payment_gateway.domain.card import CardSummary, card_brand
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import (
@@ -21,9 +22,19 @@ from payment_gateway.domain.payment import (
     PaymentStatus,
     Resolution,
 )
+from payment_gateway.domain.three_d_secure import (
+    AuthenticationResult,
+    AuthenticationStatus,
+    ThreeDSecure,
+    expired,
+    resolve_authentication,
+)
+from payment_gateway.domain.urls import browser_url_problem
 from payment_gateway.logging_setup import current_request_id
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
+    FieldError,
+    InvalidRequest,
     NotFound,
     StorageUnavailable,
 )
@@ -31,11 +42,11 @@ from payment_gateway.service.idempotency import ensure_replayable, fingerprint
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     BankAdapter,
-    CardEncryptor,
     DuplicateIdempotencyKey,
     IdempotencyRecord,
     NewPayment,
     PaymentRecorder,
+    SecretCipher,
     StatusTransition,
     StoredCard,
     UnitOfWorkFactory,
@@ -46,6 +57,9 @@ from payment_gateway.service.storage_retry import retrying_storage
 log = structlog.get_logger(__name__)
 
 _STORAGE_RETRIES = 2
+# The card of a payment waiting for its challenge was erased (CARD_DATA_RETENTION_DAYS
+# shorter than the challenge's deadline): nothing left to charge.
+CARD_DATA_ERASED = "card_data_erased"
 T = TypeVar("T")
 
 # PCI DSS lets the first six and last four digits be kept; for shorter (12-14 digit) cards
@@ -64,6 +78,17 @@ class PaymentPolicy:
     # in-flight window, inside which retries get 409 and the reconciler leaves it alone.
     max_send_delay: timedelta
     authorization_ttl: timedelta = timedelta(days=7)  # uncaptured authorizations expire
+    # How long a shopper has for a 3-D Secure challenge before the payment fails.
+    challenge_ttl: timedelta = timedelta(minutes=15)
+    public_url: str = "http://127.0.0.1:8080"  # the gateway as browsers reach it
+    https_return_urls: bool = False  # production: a shopper is only ever sent to https
+
+    def authentication_return_url(self, payment_id: str) -> str:
+        """Where the bank sends the shopper after a challenge (api/three_d_secure.py)."""
+        return f"{self.public_url}{THREE_D_SECURE_RETURN_PATH}{quote(payment_id, safe='')}"
+
+
+THREE_D_SECURE_RETURN_PATH = "/3ds/return/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +102,7 @@ class PaymentService:
         self,
         uow: UnitOfWorkFactory,
         bank: BankAdapter,
-        vault: CardEncryptor,
+        vault: SecretCipher,
         request_hash_key: bytes,
         policy: PaymentPolicy,
         clock: Clock = utc_now,
@@ -98,6 +123,7 @@ class PaymentService:
     async def create(
         self, merchant: Merchant, request: PaymentRequest, idempotency_key: str | None
     ) -> CreatePaymentResult:
+        self._check_return_url(request)
         idempotency = (
             IdempotencyRecord(idempotency_key, self.request_hash(request))
             if idempotency_key is not None
@@ -107,7 +133,48 @@ class PaymentService:
         if isinstance(payment, CreatePaymentResult):
             return payment  # an earlier request with the same key
 
-        if self._clock() - payment.created_at > self._policy.max_send_delay:
+        resolution = await self._charge(payment, request, payment.created_at)
+        return CreatePaymentResult(await self._apply(payment, resolution), replayed=False)
+
+    def _check_return_url(self, request: PaymentRequest) -> None:
+        url = request.three_d_secure_return_url
+        problem = url and browser_url_problem(url, https_only=self._policy.https_return_urls)
+        if problem:
+            raise InvalidRequest(
+                "the request is invalid: see errors",
+                errors=[FieldError("three_d_secure.return_url", problem)],
+            )
+
+    async def _charge(
+        self, payment: Payment, request: PaymentRequest, recorded_at: datetime
+    ) -> Resolution:
+        """Authenticate the card if 3-D Secure was asked for, then deposit, as far as it goes."""
+        three_d_secure = payment.three_d_secure
+        if three_d_secure is None:
+            return await self._deposit(payment, request, recorded_at, None)
+        return_url = self._policy.authentication_return_url(payment.id)
+        answer = await self._bank.authenticate(payment.id, request, return_url)
+        if isinstance(answer, BankFault):
+            # An authentication moves no money: whatever became of it, nothing was charged.
+            reason = (
+                DeclineReason.BANK_REJECTED
+                if answer is BankFault.REJECTED
+                else DeclineReason.BANK_UNAVAILABLE
+            )
+            return Resolution(PaymentStatus.FAILED, decline_reason=reason)
+        outcome = resolve_authentication(three_d_secure, answer)
+        if outcome is not None:
+            return outcome  # a challenge for the shopper, or a failed authentication
+        return await self._deposit(payment, request, recorded_at, three_d_secure.learned(answer))
+
+    async def _deposit(
+        self,
+        payment: Payment,
+        request: PaymentRequest,
+        recorded_at: datetime,
+        three_d_secure: ThreeDSecure | None,
+    ) -> Resolution:
+        if self._clock() - recorded_at > self._policy.max_send_delay:
             # Recording took so long that the bank call could outlast the in-flight window,
             # when retries and the reconciler treat the payment as abandoned. Send nothing.
             log.warning("payment_not_sent_too_late", payment_id=payment.id)
@@ -115,10 +182,109 @@ class PaymentService:
                 PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
             )
         else:
-            resolution = resolve_deposit(
-                await self._bank.deposit(payment.id, request), capture=request.capture
+            authenticated = (
+                three_d_secure is not None
+                and three_d_secure.result is AuthenticationResult.AUTHENTICATED
             )
-        return CreatePaymentResult(await self._apply(merchant, payment, resolution), replayed=False)
+            answer = await self._bank.deposit(
+                payment.id,
+                request,
+                three_d_secure.authentication_id if three_d_secure and authenticated else None,
+            )
+            resolution = resolve_deposit(answer, capture=payment.capture)
+        return (
+            resolution
+            if three_d_secure is None
+            else replace(resolution, three_d_secure=three_d_secure)
+        )
+
+    async def finish_authentication(
+        self, payment_id: str, *, deadline_passed: bool = False
+    ) -> Payment | None:
+        """After a 3-D Secure challenge: ask the bank for the result, server-side, and charge
+        the card if it was authenticated (docs/design.md, 3-D Secure).
+
+        The shopper's return and the reconciler (``deadline_passed``) both come here; a payment
+        no longer waiting for its challenge is left as it is, so a replayed return changes
+        nothing. None: no such payment.
+        """
+        payment = await _retrying_storage(lambda: self._read_any(payment_id))
+        three_d_secure = payment.three_d_secure if payment is not None else None
+        if payment is None or three_d_secure is None:
+            return None
+        if payment.status is not PaymentStatus.REQUIRES_ACTION:
+            return payment
+        answer = await self._bank.authentication(payment.id)
+        if isinstance(answer, BankFault):
+            return payment  # ask again: at the latest the reconciler does, at the deadline
+        by = "reconciler" if deadline_passed else "request"
+        if answer is None or answer.status is AuthenticationStatus.CHALLENGE_REQUIRED:
+            if not deadline_passed:
+                return payment  # back without an answer: the challenge still stands
+            return await self._apply(payment, expired(three_d_secure), by=by)
+        outcome = resolve_authentication(three_d_secure, answer)
+        if outcome is not None:
+            return await self._apply(payment, outcome, by=by)
+        return await self._deposit_authenticated(payment, three_d_secure.learned(answer), by)
+
+    async def _deposit_authenticated(
+        self, payment: Payment, three_d_secure: ThreeDSecure, by: str
+    ) -> Payment:
+        """Claim the authenticated payment (``requires_action`` → ``init``: one path only
+        deposits), then deposit the stored card, without the CVV it never kept."""
+        now = self._clock()
+        claim = StatusTransition(
+            payment.id,
+            payment.merchant_id,
+            Resolution(PaymentStatus.INIT, three_d_secure=three_d_secure),
+            now,
+            now + self._policy.in_flight,
+            by=by,
+            request_id=current_request_id(),
+            payment=payment,
+        )
+        if not await _retrying_storage(lambda: self._recorder.record_transition(claim)):
+            # The other path (a second return, the reconciler) got there first.
+            return await _retrying_storage(lambda: self._read_any(payment.id)) or payment
+        payment.apply(claim.resolution, now)
+        request = await self._stored_request(payment)
+        if request is None:
+            resolution = Resolution(PaymentStatus.FAILED, decline_reason=CARD_DATA_ERASED)
+        else:
+            resolution = await self._deposit(payment, request, now, three_d_secure)
+        return await self._apply(payment, resolution, by=by)
+
+    async def _stored_request(self, payment: Payment) -> PaymentRequest | None:
+        async with self._uow(read_only=True, single_statement=True) as uow:
+            card = await uow.payments.card_of(payment.id)
+        if card is None:
+            return None
+        holder = card.holder_name_encrypted
+        return PaymentRequest(
+            pan=self._vault.decrypt(card.pan_encrypted),
+            cvv=None,
+            expiry_month=payment.card.expiry_month,
+            expiry_year=payment.card.expiry_year,
+            holder_name=self._vault.decrypt(holder) if holder is not None else None,
+            amount=payment.amount,
+            currency=payment.currency,
+            reference=payment.reference,
+            capture=payment.capture,
+        )
+
+    async def expire_challenges(self, batch_size: int, lease_seconds: float) -> int:
+        """Settle payments whose challenge is past its deadline: charged if the shopper did
+        authenticate (and never came back), else failed ``authentication_expired``."""
+        async with self._uow() as uow:
+            due = await uow.payments.claim_unanswered_challenges(
+                self._clock(), batch_size, lease_seconds
+            )
+            await uow.commit()
+        settled = 0
+        for payment_id in due:
+            payment = await self.finish_authentication(payment_id, deadline_passed=True)
+            settled += payment is not None and payment.status is not PaymentStatus.REQUIRES_ACTION
+        return settled
 
     async def _record(
         self, merchant: Merchant, request: PaymentRequest, idempotency: IdempotencyRecord | None
@@ -180,6 +346,11 @@ class PaymentService:
             created_at=now,
             updated_at=now,
             capture=request.capture,
+            three_d_secure=(
+                ThreeDSecure(return_url=request.three_d_secure_return_url)
+                if request.three_d_secure_return_url is not None
+                else None
+            ),
         )
         card = StoredCard(
             id=new_id(),
@@ -191,11 +362,16 @@ class PaymentService:
         )
         return payment, card
 
-    async def _apply(self, merchant: Merchant, payment: Payment, resolution: Resolution) -> Payment:
+    async def _apply(
+        self, payment: Payment, resolution: Resolution, *, by: str = "request"
+    ) -> Payment:
         """Record what the bank said. The card may be charged by now: never answer 500 here."""
         done = self._clock()
         if resolution.status in OPEN_STATUSES:
             next_attempt_at: datetime | None = done + self._policy.first_reconcile_delay
+        elif resolution.status is PaymentStatus.REQUIRES_ACTION:
+            # The challenge's deadline: then the reconciler settles it (expire_challenges).
+            next_attempt_at = payment.created_at + self._policy.challenge_ttl
         elif resolution.status is PaymentStatus.AUTHORIZED:
             # An authorization's next look is its expiry: canceled if not captured by then.
             next_attempt_at = payment.created_at + self._policy.authorization_ttl
@@ -203,10 +379,11 @@ class PaymentService:
             next_attempt_at = None
         transition = StatusTransition(
             payment.id,
-            merchant.id,
+            payment.merchant_id,
             resolution,
             done,
             next_attempt_at,
+            by=by,
             request_id=current_request_id(),
             payment=payment,
         )
@@ -215,7 +392,7 @@ class PaymentService:
                 payment.apply(resolution, done)
                 return payment
             # Another path (the reconciler) got there first: show what it recorded.
-            return await _retrying_storage(lambda: self._read(merchant, payment.id)) or payment
+            return await _retrying_storage(lambda: self._read_any(payment.id)) or payment
         except Exception:
             # The card may be charged: whatever went wrong, never answer 500 now. The row
             # stays `init`, and the reconciler learns the outcome from the bank.
@@ -225,6 +402,12 @@ class PaymentService:
     async def _read(self, merchant: Merchant, payment_id: str) -> Payment | None:
         async with self._uow(read_only=True, single_statement=True) as uow:
             return await uow.payments.get(payment_id, merchant.id)
+
+    async def _read_any(self, payment_id: str) -> Payment | None:
+        """A payment whoever's it is: for paths with no merchant (a shopper, the reconciler)."""
+        async with self._uow(read_only=True, single_statement=True) as uow:
+            found = await uow.payments.get_many([payment_id])
+        return found[0] if found else None
 
     async def _keyed_payment(self, merchant: Merchant, key: str) -> Payment | None:
         async with self._uow(read_only=True, single_statement=True) as uow:

@@ -23,6 +23,7 @@ from payment_gateway.domain.payment import (
     Resolution,
     RetrySchedule,
 )
+from payment_gateway.domain.three_d_secure import Authentication
 from payment_gateway.domain.webhooks import SendResult, WebhookMessage
 
 
@@ -56,6 +57,7 @@ class DuePayment:
     merchant_id: str
     status: str
     created_at: datetime
+    updated_at: datetime  # when its deposit was sent, or answered pending
     capture: bool = True  # False: an approved deposit is an authorization
 
 
@@ -212,6 +214,16 @@ class PaymentRepository(Protocol):
         self, now: datetime, limit: int, lease_seconds: float
     ) -> list[DueAuthorization]: ...
 
+    async def claim_unanswered_challenges(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[str]:
+        """Ids of payments whose 3-D Secure challenge is past its deadline, claimed."""
+        ...
+
+    async def card_of(self, payment_id: str) -> StoredCard | None:
+        """The payment's stored (encrypted) card; None once its data was erased."""
+        ...
+
     async def list_page(
         self,
         merchant_id: str,
@@ -346,13 +358,23 @@ class PaymentRecorder(Protocol):
         ...
 
 
-class CardEncryptor(Protocol):
-    def encrypt(self, plaintext: str) -> bytes: ...
-
-
 class BankAdapter(Protocol):
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
-        """Charge the card once, with ``payment_id`` as the bank's de-duplication reference."""
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
+        """Charge the card once, with ``payment_id`` as the bank's de-duplication reference;
+        ``authentication_id`` names its 3-D Secure authentication."""
+        ...
+
+    async def authenticate(
+        self, payment_id: str, request: PaymentRequest, return_url: str
+    ) -> Authentication | BankFault:
+        """Start the 3-D Secure authentication of the card and amount (reference
+        ``payment_id``); after a challenge the shopper's browser is sent to ``return_url``."""
+        ...
+
+    async def authentication(self, payment_id: str) -> Authentication | BankFault | None:
+        """The authentication as it stands now, asked server-side; None when the bank has none."""
         ...
 
     async def inquire(self, payment_id: str) -> BankAnswer | BankFault | None:

@@ -27,6 +27,7 @@ from payment_gateway.metrics import RECONCILER_LAG
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import GatewayError, StorageContention
 from payment_gateway.service.operations import PaymentOperations
+from payment_gateway.service.payments import PaymentService
 from payment_gateway.service.ports import (
     BankAdapter,
     DuePayment,
@@ -71,6 +72,7 @@ class Reconciler:
         recorder: PaymentRecorder,
         bank: BankAdapter,
         operations: PaymentOperations,
+        payments: PaymentService,
         policy: ReconcilePolicy,
         clock: Clock = utc_now,
         concurrency: int = 16,
@@ -79,6 +81,7 @@ class Reconciler:
         self._recorder = recorder  # the requests' own write path (and group commit)
         self._bank = bank
         self._operations = operations
+        self._payments = payments
         self._policy = policy
         self._clock = clock
         self._concurrency = concurrency
@@ -113,7 +116,8 @@ class Reconciler:
         answer = await self._bank.inquire(payment.id)
         now = self._clock()
         if answer is None:
-            if payment.created_at > now - self._policy.not_found_grace:
+            # Sent when it was last updated: at creation, or after its 3-D Secure challenge.
+            if payment.updated_at > now - self._policy.not_found_grace:
                 return False  # the deposit may still be on its way to the bank
             resolution = Resolution(
                 PaymentStatus.FAILED, decline_reason=DeclineReason.BANK_UNAVAILABLE
@@ -189,6 +193,12 @@ class Reconciler:
                 )
         return expired
 
+    async def expire_challenges(self) -> int:
+        """Settle payments whose 3-D Secure challenge outlived AUTHENTICATION_TTL_SECONDS."""
+        return await self._payments.expire_challenges(
+            self._policy.batch_size, self._policy.lease_seconds
+        )
+
     async def release_expired_idempotency_keys(self) -> int:
         cutoff = self._clock() - self._policy.idempotency_ttl
         async with self._uow() as uow:
@@ -205,6 +215,7 @@ class Reconciler:
                 await self.reconcile_due_payments()
                 await self.reconcile_due_operations()
                 await self.expire_authorizations()
+                await self.expire_challenges()
                 if ticks % 100 == 0:
                     await self.release_expired_idempotency_keys()
                 if card_data_eraser is not None and ticks % ERASE_CARD_DATA_EVERY_TICKS == 0:

@@ -38,6 +38,7 @@ from payment_gateway.domain.payment import (
     RetrySchedule,
     statuses_that_may_become,
 )
+from payment_gateway.domain.three_d_secure import ThreeDSecure
 from payment_gateway.service.ids import new_id
 from payment_gateway.service.ports import (
     DueAuthorization,
@@ -52,6 +53,7 @@ from payment_gateway.service.ports import (
     OperationSettlement,
     PaymentFilters,
     StatusTransition,
+    StoredCard,
 )
 from payment_gateway.storage.tables import api_keys, cards, merchants, operations, payments
 
@@ -75,6 +77,7 @@ _payment_with_card = select(
     payments.c.amount_refunded,
     payments.c.amount_refund_pending,
     payments.c.cancellation_reason,
+    payments.c.three_d_secure,
     cards.c.last4,
     cards.c.brand,
     cards.c.expiry_month,
@@ -86,7 +89,13 @@ _insert_card = insert(cards)
 _insert_payment = insert(payments)
 
 
-_NULLABLE_OUTCOME_FIELDS = ("code", "decline_reason", "next_attempt_at", "tracking_id")
+_NULLABLE_OUTCOME_FIELDS = (
+    "code",
+    "decline_reason",
+    "next_attempt_at",
+    "tracking_id",
+    "three_d_secure",
+)
 
 
 @functools.cache
@@ -103,6 +112,12 @@ def _guarded_update(new_status: PaymentStatus, nulls: frozenset[str]) -> Update:
     values: dict[str, Any] = {"status": new_status.value, "updated_at": bindparam("updated_at")}
     for name in ("code", "decline_reason", "next_attempt_at"):
         values[name] = null() if name in nulls else bindparam(name)
+    if "three_d_secure" not in nulls:
+        # An authentication's answer; a row of the batch without one keeps what it has.
+        values["three_d_secure"] = func.coalesce(
+            bindparam("three_d_secure", type_=payments.c.three_d_secure.type),
+            payments.c.three_d_secure,
+        )
     if "tracking_id" not in nulls:
         # Keep a tracking id already recorded when this answer carries none.
         values["tracking_id"] = func.coalesce(bindparam("tracking_id"), payments.c.tracking_id)
@@ -151,6 +166,7 @@ def _payment_row(entry: NewPayment) -> dict[str, Any]:
         "next_attempt_at": entry.next_attempt_at,
         "attempts": 0,
         "capture": payment.capture,
+        "three_d_secure": _three_d_secure_record(payment.three_d_secure),
     }
 
 
@@ -163,7 +179,12 @@ def _transition_params(transition: StatusTransition) -> dict[str, Any]:
         "updated_at": transition.at,
         "next_attempt_at": transition.next_attempt_at,
         "tracking_id": resolution.tracking_id,
+        "three_d_secure": _three_d_secure_record(resolution.three_d_secure),
     }
+
+
+def _three_d_secure_record(three_d_secure: ThreeDSecure | None) -> dict[str, Any] | None:
+    return None if three_d_secure is None else three_d_secure.to_record()
 
 
 def _to_payment(row: Any) -> Payment:
@@ -185,6 +206,9 @@ def _to_payment(row: Any) -> Payment:
         amount_refunded=row.amount_refunded,
         amount_refund_pending=row.amount_refund_pending,
         cancellation_reason=row.cancellation_reason,
+        three_d_secure=(
+            None if row.three_d_secure is None else ThreeDSecure.from_record(row.three_d_secure)
+        ),
     )
 
 
@@ -429,6 +453,7 @@ class SqlPaymentRepository(SqlPaymentListing):
             payments.c.merchant_id,
             payments.c.status,
             payments.c.created_at,
+            payments.c.updated_at,
             payments.c.attempts,
             payments.c.capture,
         )
@@ -444,7 +469,14 @@ class SqlPaymentRepository(SqlPaymentListing):
             },
         )
         return [
-            DuePayment(row.id, row.merchant_id, row.status, row.created_at, bool(row.capture))
+            DuePayment(
+                row.id,
+                row.merchant_id,
+                row.status,
+                row.created_at,
+                row.updated_at,
+                bool(row.capture),
+            )
             for row in rows
         ]
 
@@ -567,6 +599,38 @@ class SqlPaymentRepository(SqlPaymentListing):
             self._connection, payments, due, columns, limit, lambda _row: {"next_attempt_at": lease}
         )
         return [DueAuthorization(row.id, row.merchant_id) for row in rows]
+
+    async def claim_unanswered_challenges(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[str]:
+        """Payments whose 3-D Secure challenge is past its deadline (their next_attempt_at),
+        claimed for a lease as authorizations are."""
+        due = and_(
+            payments.c.status == PaymentStatus.REQUIRES_ACTION.value,
+            payments.c.next_attempt_at <= now,
+        )
+        lease = now + timedelta(seconds=lease_seconds)
+        rows = await _claim_due_rows(
+            self._connection,
+            payments,
+            due,
+            (payments.c.id,),
+            limit,
+            lambda _row: {"next_attempt_at": lease},
+        )
+        return [row.id for row in rows]
+
+    async def card_of(self, payment_id: str) -> StoredCard | None:
+        """The payment's card as stored (encrypted), to deposit after 3-D Secure."""
+        statement = (
+            select(cards.c.id, cards.c.pan_encrypted, cards.c.holder_name_encrypted, cards.c.bin)
+            .join(payments, payments.c.card_id == cards.c.id)
+            .where(payments.c.id == payment_id)
+        )
+        row = (await self._connection.execute(statement)).first()
+        if row is None or row.pan_encrypted == b"":
+            return None
+        return StoredCard(row.id, row.pan_encrypted, row.holder_name_encrypted, row.bin)
 
 
 class SqlMerchantRepository:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -136,6 +137,8 @@ payments = Table(
     Column("cancellation_reason", String(32), nullable=True),
     # The capture or void under way: one at a time, claimed by a guarded UPDATE.
     Column("settlement_operation_id", ID, nullable=True),
+    # Asked for with a return_url: the authentication as far as it went (domain/three_d_secure).
+    Column("three_d_secure", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("merchant_id", "idempotency_key"),
     # The payment listing's order: InnoDB appends the primary key to a secondary index, so
     # this one is ordered by (created_at, id) within a merchant.

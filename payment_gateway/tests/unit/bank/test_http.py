@@ -12,6 +12,7 @@ import httpx
 import pytest
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.three_d_secure import Authentication, AuthenticationStatus
 
 from ..conftest import MakeRequest
 
@@ -339,3 +340,101 @@ async def test_without_a_bank_api_key_no_authorization_is_sent(
     await adapter.deposit("p-1", make_request())
     await adapter.inquire("p-1")
     assert all("authorization" not in request.headers for request in recorder.requests)
+
+
+def authentication_answer(http_status: int = 201, **fields: Any) -> Handler:
+    body = {
+        "id": "auth-1",
+        "reference": "p-1",
+        "status": "challenge_required",
+        "flow": "challenge",
+        "challenge_url": "https://bank.test/3ds/challenge/auth-1",
+        "eci": None,
+        "version": "2.2.0",
+        "failure_reason": None,
+    }
+    body.update(fields)
+    return lambda _request: httpx.Response(http_status, json=body)
+
+
+async def test_authenticate_sends_the_card_without_its_cvv(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
+) -> None:
+    recorder.handler = authentication_answer()
+
+    result = await adapter.authenticate("p-1", make_request(), "https://gw.test/3ds/return/p-1")
+
+    (sent,) = recorder.requests
+    assert (sent.method, str(sent.url)) == (
+        "POST",
+        "http://bank.test:8081/api/v1/3ds/authentications",
+    )
+    assert json.loads(sent.content) == {
+        "reference": "p-1",
+        "card": {"number": "4242424242424242", "expiry": "12/2042", "holder_name": "John Doe"},
+        "amount": 1000,
+        "currency": "USD",
+        "return_url": "https://gw.test/3ds/return/p-1",
+    }
+    assert result == Authentication(
+        id="auth-1",
+        status=AuthenticationStatus.CHALLENGE_REQUIRED,
+        flow="challenge",
+        challenge_url="https://bank.test/3ds/challenge/auth-1",
+        version="2.2.0",
+    )
+
+
+@pytest.mark.parametrize(
+    ("handler", "fault"),
+    [
+        (authentication_answer(422), BankFault.REJECTED),
+        (authentication_answer(503), BankFault.UNCERTAIN),
+        (authentication_answer(status="bogus"), BankFault.UNCERTAIN),
+        (authentication_answer(challenge_url="javascript:alert(1)"), BankFault.UNCERTAIN),
+        (lambda _request: httpx.Response(201, content=b"{"), BankFault.UNCERTAIN),
+        (raising(httpx.ConnectError), BankFault.NOT_SENT),
+        (raising(httpx.ReadTimeout), BankFault.UNCERTAIN),
+    ],
+    ids=["422", "503", "unknown-status", "script-url", "unreadable", "unreachable", "timeout"],
+)
+async def test_authenticate_faults(
+    adapter: HttpBankAdapter,
+    recorder: Recorder,
+    make_request: MakeRequest,
+    handler: Handler,
+    fault: BankFault,
+) -> None:
+    recorder.handler = handler
+
+    assert await adapter.authenticate("p-1", make_request(), "https://gw.test/r") is fault
+
+
+async def test_the_authentication_is_read_back_by_reference(
+    adapter: HttpBankAdapter, recorder: Recorder
+) -> None:
+    recorder.handler = authentication_answer(
+        200, status="authenticated", challenge_url=None, eci="05"
+    )
+
+    result = await adapter.authentication("p/1")
+
+    assert str(recorder.requests[0].url) == (
+        "http://bank.test:8081/api/v1/3ds/authentications/p%2F1"
+    )
+    assert isinstance(result, Authentication)
+    assert (result.status, result.eci) == (AuthenticationStatus.AUTHENTICATED, "05")
+    recorder.handler = lambda _request: httpx.Response(404)
+    assert await adapter.authentication("p-2") is None
+
+
+async def test_a_deposit_after_3_d_secure_names_it_and_carries_no_cvv(
+    adapter: HttpBankAdapter, recorder: Recorder, make_request: MakeRequest
+) -> None:
+    recorder.handler = answer()
+
+    await adapter.deposit("p-1", make_request(cvv=None), "auth-1")
+
+    sent = json.loads(recorder.requests[0].content)
+    assert "cvv" not in sent["card"]
+    assert sent["three_d_secure"] == {"authentication_id": "auth-1"}

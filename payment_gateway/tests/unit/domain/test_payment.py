@@ -12,6 +12,7 @@ from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.payment import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
+    UNSETTLED_STATUSES,
     Payment,
     PaymentRequest,
     PaymentStatus,
@@ -93,19 +94,21 @@ def test_can_transition_never_leaves_a_terminal_status(
 
 @given(statuses)
 def test_statuses_that_may_become_matches_can_transition(new: PaymentStatus) -> None:
-    # A deposit's outcome moves only a payment still waiting for it: an authorization moves
-    # on by a capture or a void alone.
-    expected = {s for s in OPEN_STATUSES if can_transition(s, new)}
+    # A bank answer moves only a payment not yet charged: an authorization moves on by a
+    # capture or a void alone.
+    expected = {s for s in UNSETTLED_STATUSES if can_transition(s, new)}
     assert set(statuses_that_may_become(new)) == expected
     assert not statuses_that_may_become(new) & TERMINAL_STATUSES
     assert PaymentStatus.AUTHORIZED not in statuses_that_may_become(new)
 
 
 def test_statuses_that_may_become_values() -> None:
-    assert statuses_that_may_become(PaymentStatus.INIT) == frozenset()
+    # init again only after a 3-D Secure challenge; only a new payment is challenged
+    assert statuses_that_may_become(PaymentStatus.INIT) == {PaymentStatus.REQUIRES_ACTION}
+    assert statuses_that_may_become(PaymentStatus.REQUIRES_ACTION) == {PaymentStatus.INIT}
     assert statuses_that_may_become(PaymentStatus.PROCESSING) == {PaymentStatus.INIT}
     assert statuses_that_may_become(PaymentStatus.SUCCEEDED) == OPEN_STATUSES
-    assert statuses_that_may_become(PaymentStatus.FAILED) == OPEN_STATUSES
+    assert statuses_that_may_become(PaymentStatus.FAILED) == UNSETTLED_STATUSES
     assert statuses_that_may_become(PaymentStatus.AUTHORIZED) == OPEN_STATUSES
     assert statuses_that_may_become(PaymentStatus.CANCELED) == frozenset()
 
@@ -130,7 +133,7 @@ def test_apply_is_consistent_with_can_transition(attempts: list[Resolution]) -> 
         now = T0 + timedelta(seconds=step)
         applied = payment.apply(resolution, now)
         assert applied is (
-            before.status in OPEN_STATUSES and can_transition(before.status, resolution.status)
+            before.status in UNSETTLED_STATUSES and can_transition(before.status, resolution.status)
         )
         if applied:
             assert payment.status is resolution.status

@@ -33,10 +33,12 @@ class GatedBank(FakeBank):
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
         self.entered.set()
         await self.gate.wait()
-        return await super().deposit(payment_id, request)
+        return await super().deposit(payment_id, request, authentication_id)
 
 
 # --- outcomes ------------------------------------------------------------------------------
@@ -125,10 +127,12 @@ class InspectingBank(FakeBank):
         self.store = store
         self.seen: list[tuple[PaymentStatus | None, str | None]] = []
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
         row = self.store.payments.get(payment_id)
         self.seen.append((row.payment.status, row.card.bin) if row else (None, None))
-        return await super().deposit(payment_id, request)
+        return await super().deposit(payment_id, request, authentication_id)
 
 
 async def test_payment_row_is_committed_before_the_bank_is_called(
@@ -209,8 +213,10 @@ async def test_reconciler_got_there_first(
     """If the row turned terminal while the bank call ran, create shows what was recorded."""
 
     class RacingBank(FakeBank):
-        async def deposit(self, payment_id: str, request: PaymentRequest) -> Any:
-            answer = await super().deposit(payment_id, request)
+        async def deposit(
+            self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+        ) -> Any:
+            answer = await super().deposit(payment_id, request, authentication_id)
             row = store.payments[payment_id]
             row.payment.status = PaymentStatus.FAILED
             row.payment.decline_reason = "recorded_elsewhere"

@@ -45,7 +45,9 @@ class CountingBank(FakeBank):
 class LostAnswerBank(FakeBank):
     """Deposits never reach this bank's books, and every answer is lost on the way back."""
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
         return BankFault.UNCERTAIN
 
 
@@ -56,8 +58,10 @@ class ProcessKilled(Exception):
 class DyingBank(CountingBank):
     """The bank records the deposit, but the gateway dies before it reads the answer."""
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
-        await super().deposit(payment_id, request)
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
+        await super().deposit(payment_id, request, authentication_id)
         raise ProcessKilled
 
 
@@ -303,7 +307,9 @@ async def test_dead_request_the_bank_never_saw_fails_after_the_grace(
     make_request: MakeRequest,
 ) -> None:
     class DiesBeforeSending(FakeBank):
-        async def deposit(self, payment_id: str, request: PaymentRequest) -> Any:
+        async def deposit(
+            self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+        ) -> Any:
             raise ProcessKilled
 
     with pytest.raises(ProcessKilled):
@@ -426,6 +432,7 @@ async def test_claims_no_more_than_it_can_ask_about_at_once(
         recorder,
         bank,
         operations,
+        service,
         reconcile_policy,
         clock=clock,
         concurrency=3,
