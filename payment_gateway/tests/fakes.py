@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.checkout import (
+    PENDING_PAYMENT_STATUSES,
+    CheckoutPaymentStatus,
+    CheckoutSession,
+    CheckoutStatus,
+)
 from payment_gateway.domain.events import Event
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
 from payment_gateway.domain.operations import Operation, OperationKind, OperationStatus
@@ -102,6 +108,7 @@ class FakeStore:
     keys: dict[str, KeyRow] = field(default_factory=dict)
     operations: dict[str, OperationRow] = field(default_factory=dict)
     events: dict[str, Event] = field(default_factory=dict)  # the outbox
+    checkout_sessions: dict[str, CheckoutSession] = field(default_factory=dict)
     commits: int = 0
 
     def payment(self, payment_id: str) -> Payment:
@@ -607,6 +614,92 @@ class FakeEventRepository:
             self._dirty.add(f"event:{event.id}")
 
 
+class FakeCheckoutSessionRepository:
+    def __init__(self, work: FakeStore, dirty: set[str]) -> None:
+        self._work = work
+        self._dirty = dirty
+
+    def _pending(self, session_id: str) -> bool:
+        return any(
+            row.payment.checkout_session_id == session_id
+            and row.payment.status in PENDING_PAYMENT_STATUSES
+            for row in self._work.payments.values()
+        )
+
+    def _read(self, session: CheckoutSession) -> CheckoutSession:
+        merchant = self._work.merchants.get(session.merchant_id)
+        return replace(
+            session,
+            merchant_name=merchant.name if merchant else "",
+            payment_pending=self._pending(session.id),
+        )
+
+    def _update(self, session_id: str, **values: Any) -> None:
+        self._work.checkout_sessions[session_id] = replace(
+            self._work.checkout_sessions[session_id], **values
+        )
+        self._dirty.add(f"checkout:{session_id}")
+
+    async def add(self, session: CheckoutSession) -> None:
+        self._work.checkout_sessions[session.id] = replace(session)
+        self._dirty.add(f"checkout:{session.id}")
+
+    async def get(self, session_id: str, merchant_id: str | None = None) -> CheckoutSession | None:
+        session = self._work.checkout_sessions.get(session_id)
+        if session is None or merchant_id not in (None, session.merchant_id):
+            return None
+        return self._read(session)
+
+    async def get_many(self, session_ids: Sequence[str]) -> list[CheckoutSession]:
+        sessions = self._work.checkout_sessions
+        return [self._read(sessions[i]) for i in session_ids if i in sessions]
+
+    async def complete(self, session_id: str, payment_id: str, paid: bool, at: datetime) -> bool:
+        session = self._work.checkout_sessions.get(session_id)
+        if session is None or session.status is CheckoutStatus.COMPLETE:
+            return False
+        payment_status = CheckoutPaymentStatus.PAID if paid else CheckoutPaymentStatus.UNPAID
+        self._update(
+            session_id,
+            status=CheckoutStatus.COMPLETE,
+            payment_status=payment_status,
+            payment_id=payment_id,
+            updated_at=at,
+        )
+        return True
+
+    async def count_decline(self, session_id: str, payment_id: str, at: datetime) -> int | None:
+        session = self._work.checkout_sessions.get(session_id)
+        if session is None or session.status is not CheckoutStatus.OPEN:
+            return None
+        self._update(
+            session_id, declines=session.declines + 1, payment_id=payment_id, updated_at=at
+        )
+        return session.declines + 1
+
+    async def attach_payment(self, session_id: str, payment_id: str, at: datetime) -> None:
+        session = self._work.checkout_sessions.get(session_id)
+        if session is not None and session.status is CheckoutStatus.OPEN:
+            self._update(session_id, payment_id=payment_id, updated_at=at)
+
+    async def expire(self, session_id: str, at: datetime) -> bool:
+        session = self._work.checkout_sessions.get(session_id)
+        if session is None or session.status is not CheckoutStatus.OPEN:
+            return False
+        if self._pending(session_id):
+            return False
+        self._update(session_id, status=CheckoutStatus.EXPIRED, updated_at=at)
+        return True
+
+    async def expire_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        due = sorted(
+            (s for s in self._work.checkout_sessions.values() if s.expires_at <= now),
+            key=lambda s: s.expires_at,
+        )
+        expired = [(s.id, s.merchant_id) for s in due if await self.expire(s.id, now)]
+        return expired[:limit]
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, *, read_only: bool = False) -> None:
         self._store = store
@@ -618,6 +711,7 @@ class FakeUnitOfWork:
         self._cards: FakeCardRepository | None = None
         self._operations: FakeOperationRepository | None = None
         self._events: FakeEventRepository | None = None
+        self._checkout_sessions: FakeCheckoutSessionRepository | None = None
         self.committed = False
 
     @property
@@ -645,6 +739,11 @@ class FakeUnitOfWork:
         assert self._events is not None, "used outside 'async with'"
         return self._events
 
+    @property
+    def checkout_sessions(self) -> FakeCheckoutSessionRepository:
+        assert self._checkout_sessions is not None, "used outside 'async with'"
+        return self._checkout_sessions
+
     async def __aenter__(self) -> Self:
         self._work = self._store.snapshot()
         self._dirty = set()
@@ -653,6 +752,7 @@ class FakeUnitOfWork:
         self._cards = FakeCardRepository(self._work, self._dirty)
         self._operations = FakeOperationRepository(self._work, self._store, self._dirty)
         self._events = FakeEventRepository(self._work, self._dirty)
+        self._checkout_sessions = FakeCheckoutSessionRepository(self._work, self._dirty)
         return self
 
     async def __aexit__(
@@ -668,6 +768,7 @@ class FakeUnitOfWork:
         self._cards = None
         self._operations = None
         self._events = None
+        self._checkout_sessions = None
 
     async def commit(self) -> None:
         work = self._work
@@ -685,6 +786,8 @@ class FakeUnitOfWork:
                 self._store.operations[ident] = copy.deepcopy(work.operations[ident])
             elif kind == "event":
                 self._store.events[ident] = work.events[ident]
+            elif kind == "checkout":
+                self._store.checkout_sessions[ident] = work.checkout_sessions[ident]
             else:
                 self._store.payments[item] = copy.deepcopy(work.payments[item])
         self._dirty.clear()

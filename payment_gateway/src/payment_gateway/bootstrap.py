@@ -15,6 +15,7 @@ from datetime import timedelta
 from payment_gateway.bank.http import HttpBankAdapter
 from payment_gateway.config import Settings
 from payment_gateway.domain.deliveries import DeliverySchedule
+from payment_gateway.service.checkout import CheckoutPolicy, CheckoutService
 from payment_gateway.service.delivery import DeliveryPolicy, WebhookDelivery
 from payment_gateway.service.group_commit import GroupCommitRecorder
 from payment_gateway.service.merchants import MerchantService
@@ -49,6 +50,7 @@ class Services:
     recorder: GroupCommitRecorder
     webhooks: WebhookService
     delivery: WebhookDelivery
+    checkout: CheckoutService
     _webhook_sender: HttpWebhookSender = field(repr=False)
     _http_bank: HttpBankAdapter | None = field(default=None, repr=False)
 
@@ -89,6 +91,14 @@ def reconcile_policy(settings: Settings) -> ReconcilePolicy:
         max_backoff_seconds=settings.reconcile_max_backoff_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
         authorization_ttl=timedelta(seconds=settings.authorization_ttl_seconds),
+    )
+
+
+def checkout_policy(settings: Settings) -> CheckoutPolicy:
+    return CheckoutPolicy(
+        public_url=settings.public_url,
+        allow_http_urls=not settings.is_production,
+        wait_for_first_post=timedelta(seconds=settings.in_flight_seconds),
     )
 
 
@@ -160,6 +170,7 @@ async def build_services(
         recorder=recorder,
         webhooks=WebhookService(uow, vault, url_guard),
         delivery=delivery,
+        checkout=CheckoutService(uow, single, payments, checkout_policy(settings)),
         _webhook_sender=sender,
         _http_bank=http_bank,
     )

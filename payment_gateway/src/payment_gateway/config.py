@@ -40,13 +40,17 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=20, ge=1)
     bank_url: str = "http://127.0.0.1:8081"
+    # The bank's 3-D Secure challenge pages as shoppers' browsers reach them: where the hosted
+    # payment page's form may redirect (its CSP form-action).
+    bank_public_url: str = "http://127.0.0.1:8081"
     bank_timeout_seconds: float = Field(default=3.0, gt=0, le=120)
     bank_max_connections: int = Field(default=200, ge=1)
     card_encryption_keys: SecretStr = SecretStr("")
     idempotency_hash_key: SecretStr = SecretStr("")
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     authorization_ttl_seconds: float = Field(default=604_800, gt=0)  # 7 days, as issuers hold
-    # The gateway as shoppers' browsers reach it: the bank sends them back here after 3-D Secure.
+    # The gateway as shoppers' browsers reach it: the bank sends them back here after 3-D Secure,
+    # and the hosted payment pages are under it.
     public_url: str = "http://127.0.0.1:8080"
     challenge_ttl_seconds: float = Field(default=900, gt=0)  # a 3-D Secure challenge's deadline
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
@@ -134,6 +138,9 @@ class Settings(BaseSettings):
         public = urlsplit(self.public_url)
         if public.scheme not in ("http", "https") or not public.hostname or public.query:
             raise ValueError("PUBLIC_URL must be an absolute http or https URL")
+        bank_public = urlsplit(self.bank_public_url)
+        if bank_public.scheme not in ("http", "https") or not bank_public.hostname:
+            raise ValueError("BANK_PUBLIC_URL must be an absolute http or https URL")
         return self
 
     @field_validator("public_url")

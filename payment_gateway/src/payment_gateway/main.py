@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from payment_gateway.api.body_limit import BodySizeLimitMiddleware
+from payment_gateway.api.checkout import checkout_router
+from payment_gateway.api.checkout_page import checkout_page_router
 from payment_gateway.api.docs import install_docs
 from payment_gateway.api.operations import operations_router
 from payment_gateway.api.problems import install_error_handlers
@@ -73,7 +75,9 @@ def create_app(
         tasks = []
         if run_reconciler:
             tasks.append(
-                asyncio.create_task(services.reconciler.run_forever(services.card_data_eraser))
+                asyncio.create_task(
+                    services.reconciler.run_forever(services.card_data_eraser, services.checkout)
+                )
             )
             if settings.webhook_delivery_enabled:
                 tasks.append(asyncio.create_task(services.delivery.run_forever()))
@@ -113,6 +117,8 @@ def create_app(
     app.include_router(operations_router)
     app.include_router(webhooks_router)
     app.include_router(three_d_secure_router)
+    app.include_router(checkout_router)
+    app.include_router(checkout_page_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
     if settings.rate_limit_enabled:  # before routing and the body; inside ids and headers

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 PAYMENTS = Counter("gateway_payments_total", "Payments reaching each status", ["status"])
 REFUNDS = Counter("gateway_refunds_total", "Refunds reaching each status", ["status"])
+CHECKOUT_SESSIONS = Counter(
+    "gateway_checkout_sessions_total", "Checkout sessions reaching each status", ["status"]
+)
 
 BANK_CALL_SECONDS = Histogram(
     "gateway_bank_call_duration_seconds",

@@ -168,6 +168,65 @@ class ThreeDSecureCreate(BaseModel):
     )
 
 
+def no_card_number(value: str | None) -> str | None:
+    if value is not None and contains_card_number(value):
+        raise PydanticCustomError("card_number_in_reference", "must not contain a card number")
+    return value
+
+
+def known_currency(value: str) -> str:
+    code = parse_currency(value)
+    if code is None:
+        raise PydanticCustomError("currency", "is not an active ISO 4217 currency code")
+    return code
+
+
+# The fields a payment and a checkout session share.
+Amount = Annotated[
+    int,
+    Field(
+        strict=True,
+        gt=0,
+        le=MAX_AMOUNT,
+        description="In the currency's minor unit (cents for USD).",
+    ),
+]
+Currency = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=3,
+        max_length=3,
+        description="Active ISO 4217 code, any case.",
+        examples=["USD"],
+    ),
+    AfterValidator(known_currency),
+]
+OrderReference = Annotated[
+    str | None,
+    Field(
+        strict=True,
+        max_length=64,
+        description=(
+            "Your order id. Stored in clear, so it must not hold a card number (a Luhn-valid"
+            " run of 13 to 19 digits), control or bidirectional formatting characters."
+        ),
+    ),
+    AfterValidator(safe_text),
+    AfterValidator(no_card_number),
+]
+Capture = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description=(
+            "false: only authorize; capture (or cancel) later with"
+            " POST /api/v1/payments/{id}/capture (or /cancel)."
+        ),
+    ),
+]
+
+
 class PaymentCreate(BaseModel):
     """A card payment to make."""
 
@@ -192,47 +251,10 @@ class PaymentCreate(BaseModel):
     )
 
     card: CardCreate
-    amount: Annotated[
-        int,
-        Field(
-            strict=True,
-            gt=0,
-            le=MAX_AMOUNT,
-            description="In the currency's minor unit (cents for USD).",
-        ),
-    ]
-    currency: Annotated[
-        str,
-        Field(
-            strict=True,
-            min_length=3,
-            max_length=3,
-            description="Active ISO 4217 code, any case.",
-            examples=["USD"],
-        ),
-    ]
-    reference: Annotated[
-        str | None,
-        Field(
-            strict=True,
-            max_length=64,
-            description=(
-                "Your order id. Stored in clear, so it must not hold a card number (a Luhn-valid"
-                " run of 13 to 19 digits), control or bidirectional formatting characters."
-            ),
-        ),
-        AfterValidator(safe_text),
-    ] = None
-    capture: Annotated[
-        bool,
-        Field(
-            strict=True,
-            description=(
-                "false: only authorize; capture (or cancel) later with"
-                " POST /api/v1/payments/{id}/capture (or /cancel)."
-            ),
-        ),
-    ] = True
+    amount: Amount
+    currency: Currency
+    reference: OrderReference = None
+    capture: Capture = True
     three_d_secure: ThreeDSecureCreate | None = Field(
         None,
         description=(
@@ -240,21 +262,6 @@ class PaymentCreate(BaseModel):
             " `requires_action` with `next_action`: send the shopper's browser to its `url`."
         ),
     )
-
-    @field_validator("reference")
-    @classmethod
-    def _no_card_number(cls, value: str | None) -> str | None:
-        if value is not None and contains_card_number(value):
-            raise PydanticCustomError("card_number_in_reference", "must not contain a card number")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        code = parse_currency(value)
-        if code is None:
-            raise PydanticCustomError("currency", "is not an active ISO 4217 currency code")
-        return code
 
     def to_domain(self) -> PaymentRequest:
         return PaymentRequest(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from payment_gateway.domain.checkout import CheckoutStatus
 from payment_gateway.domain.operations import OperationStatus
 from payment_gateway.domain.payment import PaymentStatus
 
@@ -45,7 +46,20 @@ class RefundStatusChanged:
     request_id: str | None = None
 
 
-StateChange = PaymentStatusChanged | RefundStatusChanged
+@dataclass(frozen=True, slots=True)
+class CheckoutSessionChanged:
+    """A checkout session became ``complete`` or ``expired``."""
+
+    session_id: str
+    merchant_id: str
+    status: CheckoutStatus
+    occurred_at: datetime
+    payment_id: str | None = None
+    by: str = "request"  # or "reconciler" (a payment it settled), "expiry"
+    request_id: str | None = None
+
+
+StateChange = PaymentStatusChanged | RefundStatusChanged | CheckoutSessionChanged
 
 
 class EventType(StrEnum):
@@ -59,12 +73,22 @@ class EventType(StrEnum):
     PAYMENT_CANCELED = "payment.canceled"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
+    CHECKOUT_SESSION_COMPLETED = "checkout.session.completed"
+    CHECKOUT_SESSION_EXPIRED = "checkout.session.expired"
+
+
+_CHECKOUT_EVENTS = {
+    CheckoutStatus.COMPLETE: EventType.CHECKOUT_SESSION_COMPLETED,
+    CheckoutStatus.EXPIRED: EventType.CHECKOUT_SESSION_EXPIRED,
+}
 
 
 def event_type(change: StateChange) -> EventType | None:
     """The event a state change is told as; None for a creation (``init``, a pending refund),
     which the merchant's own request already answered, and for a payment's return to ``init``
     after its 3-D Secure challenge (the deposit's outcome follows at once)."""
+    if isinstance(change, CheckoutSessionChanged):
+        return _CHECKOUT_EVENTS.get(change.status)
     if isinstance(change, RefundStatusChanged):
         if change.status is OperationStatus.PENDING:
             return None

@@ -112,6 +112,7 @@ class Payment:
     amount_refund_pending: int = 0  # by refunds sent and not yet settled
     cancellation_reason: str | None = None
     three_d_secure: ThreeDSecure | None = None  # asked for with a return_url
+    checkout_session_id: str | None = None  # made on the hosted page for this session
 
     @property
     def refunded(self) -> bool:
@@ -155,6 +156,7 @@ class PaymentRequest:
     reference: str | None
     capture: bool = True
     three_d_secure_return_url: str | None = None  # ask for 3-D Secure, back to this URL
+    checkout_session_id: str | None = None  # the hosted page's session it pays
 
     def fingerprint_material(self) -> bytes:
         """A canonical encoding of the content, for keyed hashing (never stored as is).
@@ -174,6 +176,8 @@ class PaymentRequest:
             self.reference,
             *([] if self.capture else ["authorize-only"]),
             *([] if self.three_d_secure_return_url is None else [self.three_d_secure_return_url]),
+            # Appended only when set, so the fingerprints of API payments stay as they were.
+            *([] if self.checkout_session_id is None else [self.checkout_session_id]),
         ]
         return json.dumps(fields, ensure_ascii=False).encode()
 

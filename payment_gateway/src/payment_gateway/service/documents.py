@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from payment_gateway.domain.checkout import CheckoutSession
 from payment_gateway.domain.operations import Operation
 from payment_gateway.domain.payment import Payment, PaymentStatus
 
@@ -70,4 +71,25 @@ def refund_document(refund: Operation) -> dict[str, Any]:
         "reference": refund.reference,
         "created_at": timestamp(refund.created_at),
         "updated_at": timestamp(refund.updated_at),
+    }
+
+
+def checkout_session_document(session: CheckoutSession) -> dict[str, Any]:
+    """The checkout session's JSON representation (shape of CheckoutSessionOut)."""
+    return {
+        "id": session.id,
+        "object": "checkout.session",
+        "url": session.url,
+        "status": session.status.value,
+        "payment_status": session.payment_status.value,
+        "amount": session.amount,
+        "currency": session.currency,
+        "reference": session.reference,
+        "capture": session.capture,
+        "success_url": session.success_url,
+        "cancel_url": session.cancel_url,
+        "payment_id": session.payment_id,
+        "expires_at": timestamp(session.expires_at),
+        "created_at": timestamp(session.created_at),
+        "updated_at": timestamp(session.updated_at),
     }

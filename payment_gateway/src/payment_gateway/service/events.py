@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import structlog
 
-from payment_gateway.domain.events import PaymentStatusChanged, RefundStatusChanged, StateChange
-from payment_gateway.metrics import PAYMENTS, REFUNDS
+from payment_gateway.domain.events import (
+    CheckoutSessionChanged,
+    PaymentStatusChanged,
+    RefundStatusChanged,
+    StateChange,
+)
+from payment_gateway.metrics import CHECKOUT_SESSIONS, PAYMENTS, REFUNDS
 
 log = structlog.get_logger(__name__)
 
@@ -13,6 +18,8 @@ log = structlog.get_logger(__name__)
 def announce(change: StateChange) -> None:
     if isinstance(change, RefundStatusChanged):
         _announce_refund(change)
+    elif isinstance(change, CheckoutSessionChanged):
+        _announce_checkout(change)
     else:
         _announce_payment(change)
 
@@ -52,3 +59,15 @@ def _announce_refund(change: RefundStatusChanged) -> None:
         **_present(failure_reason=change.failure_reason, request_id=change.request_id),
     )
     REFUNDS.labels(change.status.value).inc()
+
+
+def _announce_checkout(change: CheckoutSessionChanged) -> None:
+    log.info(
+        "checkout_session_changed",
+        session_id=change.session_id,
+        merchant_id=change.merchant_id,
+        status=change.status.value,
+        by=change.by,
+        **_present(payment_id=change.payment_id, request_id=change.request_id),
+    )
+    CHECKOUT_SESSIONS.labels(change.status.value).inc()

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from payment_gateway.domain.events import (
+    CheckoutSessionChanged,
     Event,
     PaymentStatusChanged,
     StateChange,
@@ -26,6 +27,8 @@ EVENT_ID_PREFIX = "evt_"
 def changed_object_id(change: StateChange) -> str:
     if isinstance(change, PaymentStatusChanged):
         return change.payment_id
+    if isinstance(change, CheckoutSessionChanged):
+        return change.session_id
     return change.refund_id
 
 

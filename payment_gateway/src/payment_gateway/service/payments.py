@@ -351,6 +351,7 @@ class PaymentService:
                 if request.three_d_secure_return_url is not None
                 else None
             ),
+            checkout_session_id=request.checkout_session_id,
         )
         card = StoredCard(
             id=new_id(),

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.checkout import CheckoutSession
 from payment_gateway.domain.deliveries import GONE, DeliveryStatus, WebhookEndpoint
 from payment_gateway.domain.events import Event
 from payment_gateway.domain.merchant import ApiKeyInfo, Merchant
@@ -288,6 +289,37 @@ class MerchantRepository(Protocol):
     async def revoke_key(self, prefix: str, now: datetime) -> int: ...
 
 
+class CheckoutSessionRepository(Protocol):
+    """Checkout sessions; each read also says whether a payment of it is still pending."""
+
+    async def add(self, session: CheckoutSession) -> None: ...
+
+    async def get(self, session_id: str, merchant_id: str | None = None) -> CheckoutSession | None:
+        """The session; with ``merchant_id``, only if it is that merchant's (the API's read)."""
+        ...
+
+    async def get_many(self, session_ids: Sequence[str]) -> list[CheckoutSession]: ...
+
+    async def complete(self, session_id: str, payment_id: str, paid: bool, at: datetime) -> bool:
+        """Its payment succeeded (``paid``) or was authorized: complete, unless it already is."""
+        ...
+
+    async def count_decline(self, session_id: str, payment_id: str, at: datetime) -> int | None:
+        """One more declined payment of an open session: the count now (None: not open)."""
+        ...
+
+    async def attach_payment(self, session_id: str, payment_id: str, at: datetime) -> None: ...
+
+    async def expire(self, session_id: str, at: datetime) -> bool:
+        """open -> expired, unless a payment of it may still succeed."""
+        ...
+
+    async def expire_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """Expire up to ``limit`` open sessions past their expiry, claimed so that replicas
+        take disjoint ones: the (id, merchant id) of each."""
+        ...
+
+
 class Transaction(Protocol):
     """One transaction: commit explicitly, anything else rolls back."""
 
@@ -320,6 +352,9 @@ class UnitOfWork(Transaction, Protocol):
 
     @property
     def events(self) -> EventRepository: ...
+
+    @property
+    def checkout_sessions(self) -> CheckoutSessionRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import structlog
 
@@ -63,6 +64,12 @@ class ReconcilePolicy:
 class ReconcileReport:
     claimed: int = 0
     resolved: int = 0
+
+
+class CheckoutSessionExpiry(Protocol):
+    async def expire_due(self) -> int:
+        """Expire the checkout sessions past their expires_at (service/checkout.py)."""
+        ...
 
 
 class Reconciler:
@@ -207,7 +214,11 @@ class Reconciler:
             await uow.commit()
         return count
 
-    async def run_forever(self, card_data_eraser: CardDataEraser | None = None) -> None:
+    async def run_forever(
+        self,
+        card_data_eraser: CardDataEraser | None = None,
+        checkout_sessions: CheckoutSessionExpiry | None = None,
+    ) -> None:
         """The background loop started by the app's lifespan; cancelled on shutdown."""
         ticks = 0
         while True:
@@ -216,6 +227,8 @@ class Reconciler:
                 await self.reconcile_due_operations()
                 await self.expire_authorizations()
                 await self.expire_challenges()
+                if checkout_sessions is not None:
+                    await checkout_sessions.expire_due()
                 if ticks % 100 == 0:
                     await self.release_expired_idempotency_keys()
                 if card_data_eraser is not None and ticks % ERASE_CARD_DATA_EVERY_TICKS == 0:

@@ -12,12 +12,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from payment_gateway.domain.events import PaymentStatusChanged, RefundStatusChanged, StateChange
+from payment_gateway.domain.checkout import (
+    COMPLETING_PAYMENT_STATUSES,
+    MAX_DECLINES,
+    PENDING_PAYMENT_STATUSES,
+    CheckoutStatus,
+)
+from payment_gateway.domain.events import (
+    CheckoutSessionChanged,
+    PaymentStatusChanged,
+    RefundStatusChanged,
+    StateChange,
+)
 from payment_gateway.domain.operations import CancellationReason, OperationKind, OperationStatus
 from payment_gateway.domain.payment import Payment, PaymentStatus
-from payment_gateway.service.documents import payment_document, refund_document
+from payment_gateway.service.documents import (
+    checkout_session_document,
+    payment_document,
+    refund_document,
+)
 from payment_gateway.service.events import announce
 from payment_gateway.service.outbox import events_for, needs_event
 from payment_gateway.service.ports import (
@@ -93,9 +109,41 @@ class TransactionalRecorder:
         async with self._uow() as uow:
             if await uow.payments.apply_transitions(batch) != len(batch):
                 return False  # rolled back on leaving the unit of work
-            documents = await _documents_after(uow, batch)
-            await self._commit(uow, [_transitioned(t) for t in batch], documents)
+            moved = await _payments_after(uow, batch)
+            documents = {payment.id: payment_document(payment) for payment in moved}
+            changes: list[StateChange] = [_transitioned(t) for t in batch]
+            if any(payment.checkout_session_id for payment in moved):
+                # Only payments of the hosted page pay for this; API payments skip it.
+                changes += await _follow_checkout_sessions(uow, batch, moved, documents)
+            await self._commit(uow, changes, documents)
         return True
+
+    async def expire_checkout_session(
+        self, session_id: str, merchant_id: str, at: datetime, request_id: str | None = None
+    ) -> bool:
+        """The merchant expires an open session (none of its payments may still succeed)."""
+        async with self._uow() as uow:
+            if not await uow.checkout_sessions.expire(session_id, at):
+                return False
+            change = CheckoutSessionChanged(
+                session_id, merchant_id, CheckoutStatus.EXPIRED, at, request_id=request_id
+            )
+            await self._commit(uow, [change], await _session_documents(uow, [session_id]))
+        return True
+
+    async def expire_due_checkout_sessions(self, now: datetime, limit: int) -> int:
+        """Expire open sessions past their ``expires_at``, with their events, at once."""
+        async with self._uow() as uow:
+            expired = await uow.checkout_sessions.expire_due(now, limit)
+            changes: list[StateChange] = [
+                CheckoutSessionChanged(
+                    session_id, merchant_id, CheckoutStatus.EXPIRED, now, by="expiry"
+                )
+                for session_id, merchant_id in expired
+            ]
+            documents = await _session_documents(uow, [session_id for session_id, _ in expired])
+            await self._commit(uow, changes, documents)
+        return len(expired)
 
     async def settle_operation(self, settlement: OperationSettlement) -> bool:
         """Settle a capture, void or refund, and apply what it does to its payment, at once.
@@ -127,22 +175,77 @@ class TransactionalRecorder:
             self._on_events()
 
 
-async def _documents_after(
-    uow: UnitOfWork, batch: Sequence[StatusTransition]
-) -> dict[str, dict[str, Any]]:
-    """Each transitioned payment as the API now shows it, for its event."""
-    documents: dict[str, dict[str, Any]] = {}
+async def _payments_after(uow: UnitOfWork, batch: Sequence[StatusTransition]) -> list[Payment]:
+    """Each transitioned payment as it now stands, for its event."""
+    moved: list[Payment] = []
     unknown: list[str] = []
     for transition in batch:
         after = _moved(transition)
         if after is None:
             unknown.append(transition.payment_id)
         else:
-            documents[after.id] = payment_document(after)
+            moved.append(after)
     if unknown:  # read back in this transaction: what it is about to commit
-        for payment in await uow.payments.get_many(unknown):
-            documents[payment.id] = payment_document(payment)
-    return documents
+        moved += await uow.payments.get_many(unknown)
+    return moved
+
+
+async def _follow_checkout_sessions(
+    uow: UnitOfWork,
+    batch: Sequence[StatusTransition],
+    moved: Sequence[Payment],
+    documents: dict[str, dict[str, Any]],
+) -> list[CheckoutSessionChanged]:
+    """What the payments of checkout sessions do to them, in the payments' transaction.
+
+    A payment that succeeds (or is authorized) completes its session; one that fails counts
+    as a decline, and the fifth decline expires the session (card testing); one still
+    under way is shown on it. Whoever learned the outcome, request or reconciler.
+    """
+    by_payment = {transition.payment_id: transition for transition in batch}
+    sessions = uow.checkout_sessions
+    changes: list[CheckoutSessionChanged] = []
+    for payment in moved:
+        session_id = payment.checkout_session_id
+        if session_id is None:
+            continue
+        transition = by_payment[payment.id]
+        at, status = transition.at, payment.status
+        new_status: CheckoutStatus | None = None
+        if status in COMPLETING_PAYMENT_STATUSES:
+            paid = status is PaymentStatus.SUCCEEDED
+            if await sessions.complete(session_id, payment.id, paid, at):
+                new_status = CheckoutStatus.COMPLETE
+        elif status is PaymentStatus.FAILED:
+            declines = await sessions.count_decline(session_id, payment.id, at)
+            expires = declines is not None and declines >= MAX_DECLINES
+            if expires and await sessions.expire(session_id, at):
+                new_status = CheckoutStatus.EXPIRED
+        elif status in PENDING_PAYMENT_STATUSES:
+            await sessions.attach_payment(session_id, payment.id, at)
+        if new_status is not None:
+            changes.append(
+                CheckoutSessionChanged(
+                    session_id,
+                    payment.merchant_id,
+                    new_status,
+                    at,
+                    payment_id=payment.id,
+                    by=transition.by,
+                    request_id=transition.request_id,
+                )
+            )
+    documents.update(await _session_documents(uow, [change.session_id for change in changes]))
+    return changes
+
+
+async def _session_documents(
+    uow: UnitOfWork, session_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    if not session_ids:
+        return {}
+    sessions = await uow.checkout_sessions.get_many(session_ids)
+    return {session.id: checkout_session_document(session) for session in sessions}
 
 
 async def _settled_documents(

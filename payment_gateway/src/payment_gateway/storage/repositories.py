@@ -78,6 +78,7 @@ _payment_with_card = select(
     payments.c.amount_refund_pending,
     payments.c.cancellation_reason,
     payments.c.three_d_secure,
+    payments.c.checkout_session_id,
     cards.c.last4,
     cards.c.brand,
     cards.c.expiry_month,
@@ -167,6 +168,7 @@ def _payment_row(entry: NewPayment) -> dict[str, Any]:
         "attempts": 0,
         "capture": payment.capture,
         "three_d_secure": _three_d_secure_record(payment.three_d_secure),
+        "checkout_session_id": payment.checkout_session_id,
     }
 
 
@@ -209,6 +211,7 @@ def _to_payment(row: Any) -> Payment:
         three_d_secure=(
             None if row.three_d_secure is None else ThreeDSecure.from_record(row.three_d_secure)
         ),
+        checkout_session_id=row.checkout_session_id,
     )
 
 

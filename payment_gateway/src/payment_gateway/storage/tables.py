@@ -139,6 +139,8 @@ payments = Table(
     Column("settlement_operation_id", ID, nullable=True),
     # Asked for with a return_url: the authentication as far as it went (domain/three_d_secure).
     Column("three_d_secure", JSON(none_as_null=True), nullable=True),
+    # The checkout session (hosted page) the payment was made for; NULL for API payments.
+    Column("checkout_session_id", String(40), nullable=True),
     UniqueConstraint("merchant_id", "idempotency_key"),
     # The payment listing's order: InnoDB appends the primary key to a secondary index, so
     # this one is ordered by (created_at, id) within a merchant.
@@ -151,6 +153,8 @@ payments = Table(
     # index reads (and, with FOR UPDATE, locks) just the due rows it takes, in order.
     Index(None, "next_attempt_at"),
     Index(None, "created_at"),
+    # A session's payments: whether one is still pending (expiry waits for it).
+    Index(None, "checkout_session_id", "status"),
 )
 
 # One row per secret that data is written under: a value that only the same secret
@@ -264,4 +268,31 @@ webhook_attempts = Table(
     Column("duration_ms", Integer(), nullable=False),
     Column("error", String(255), nullable=True),
     Column("response_excerpt", String(1024), nullable=True),
+)
+
+
+# Checkout sessions (docs/design.md, Hosted payment page): what the hosted page charges, and
+# where it sends the shopper back. The card data stays with the payments it makes.
+checkout_sessions = Table(
+    "checkout_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),  # cs_ + a UUIDv7
+    Column("merchant_id", ID, ForeignKey("merchants.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # open, complete, expired
+    Column("payment_status", String(16), nullable=False),  # unpaid, paid
+    Column("amount", BigInteger(), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reference", String(64), nullable=True),
+    Column("success_url", String(2048), nullable=False),
+    Column("cancel_url", String(2048), nullable=False),
+    Column("capture", Boolean(), nullable=False, server_default=true()),
+    Column("url", String(2048), nullable=False),  # the hosted page, under PUBLIC_URL
+    Column("payment_id", ID, nullable=True),  # the latest payment made for it
+    Column("declines", SmallInteger(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    # The expiry job's range: open sessions, soonest expiry first.
+    Index(None, "status", "expires_at"),
+    Index(None, "merchant_id", "created_at"),
 )

@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_gateway.service.errors import StorageContention, StorageUnavailable
+from payment_gateway.storage.checkout import SqlCheckoutSessionRepository
 from payment_gateway.storage.database import (
     NODE_NOT_READY,
     READ_ONLY,
@@ -40,6 +41,7 @@ class SqlUnitOfWork:
     operations: SqlOperationRepository
     events: SqlEventRepository
     webhooks: SqlWebhookRepository
+    checkout_sessions: SqlCheckoutSessionRepository
 
     def __init__(
         self, engine: AsyncEngine, *, read_only: bool = False, autocommit: bool = False
@@ -64,6 +66,7 @@ class SqlUnitOfWork:
         self.operations = SqlOperationRepository(connection)
         self.events = SqlEventRepository(connection)
         self.webhooks = SqlWebhookRepository(connection)
+        self.checkout_sessions = SqlCheckoutSessionRepository(connection)
         return self
 
     async def __aexit__(

@@ -1,0 +1,304 @@
+"""The hosted payment page: where the shopper types the card (docs/design.md, Hosted payment
+page).
+
+``GET /checkout/{id}`` renders the session's page (Jinja2, autoescaped, self-contained: its
+one style sheet and one script are inline under a per-response CSP nonce, and the form works
+without the script). ``POST`` takes the card: a payment is made for the session with the
+attempt's idempotency key, and the browser is sent (303) to ``success_url`` with
+``session_id`` added once it succeeds, or shown the form again with the reason after a
+decline. The form carries a CSRF token bound to the session (an HMAC of its id under a key
+derived from IDEMPOTENCY_HASH_KEY). Every request counts against the client address's rate
+limit, as unauthenticated API requests do. Not in the OpenAPI document: browsers come here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from babel.numbers import format_currency, get_currency_precision
+from fastapi import APIRouter, Request
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from payment_gateway.api.checkout_form import read_card_form
+from payment_gateway.api.rate_limit import RateLimited, RateLimiter, client_address
+from payment_gateway.bootstrap import Services
+from payment_gateway.domain.checkout import (
+    MAX_DECLINES,
+    CheckoutSession,
+    CheckoutStatus,
+    web_origin,
+)
+from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.service.checkout import CheckoutView
+from payment_gateway.service.errors import GatewayError
+
+CHECKOUT_PATH = "/checkout/"
+LOCALE = "en_US"
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_MAX_FORM_BYTES = 4096
+_CSRF_CONTEXT = b"payment-gateway checkout csrf v1"
+
+checkout_page_router = APIRouter(include_in_schema=False)
+
+_templates = Environment(
+    loader=PackageLoader("payment_gateway", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    auto_reload=False,
+)
+
+_DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card was declined: insufficient funds.",
+    "card_expired": "Your card was declined: it has expired.",
+    "bank_unavailable": "We could not reach your bank, so nothing was charged.",
+    "authentication_failed": "Your bank could not confirm it was you.",
+    "authentication_required": "Your bank could not confirm it was you.",
+}
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """``1000, "EUR"`` → ``€10.00``: minor units in the currency's own precision (Babel)."""
+    major = Decimal(amount).scaleb(-get_currency_precision(currency))
+    return format_currency(major, currency, locale=LOCALE)
+
+
+def csrf_token(secret: bytes, session_id: str) -> str:
+    """The form's token: an HMAC of the session id under a key of its own, derived from
+    ``secret``, so it is valid for that session's page only and needs no cookie."""
+    key = hmac.new(secret, _CSRF_CONTEXT, hashlib.sha256).digest()
+    digest = hmac.new(key, session_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def security_headers(nonce: str, form_origins: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every page's headers: a strict CSP (style and script only with this response's nonce;
+    forms only to here and where their answer may redirect), no caching, no referrer."""
+    form_action = " ".join(dict.fromkeys(("'self'", *form_origins)))
+    policy = (
+        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"img-src 'self' data:; form-action {form_action}; frame-ancestors 'none'; "
+        "base-uri 'none'; object-src 'none'"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+    }
+
+
+def _page(
+    template: str,
+    status_code: int,
+    context: Mapping[str, object],
+    form_origins: tuple[str, ...] = (),
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(18)
+    html = _templates.get_template(template).render(**context, nonce=nonce)
+    all_headers = {**security_headers(nonce, form_origins), **(headers or {})}
+    return HTMLResponse(html, status_code, headers=all_headers)
+
+
+def _message(
+    status_code: int,
+    heading: str,
+    message: str,
+    *,
+    link: tuple[str, str] | None = None,
+    refresh: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    context = {"heading": heading, "message": message, "link": link, "refresh": refresh}
+    return _page("checkout/message.html", status_code, context, headers=headers)
+
+
+def _unavailable() -> HTMLResponse:
+    """No such session, another's guess, or an expired one: the same page, revealing nothing."""
+    return _message(
+        404,
+        "This payment page is not available",
+        "The link is not valid or has expired. Go back to the shop to start again.",
+    )
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Referrer-Policy": "no-referrer"})
+
+
+def _decline_message(payment: Payment | None, session: CheckoutSession) -> str | None:
+    if payment is None or payment.status is not PaymentStatus.FAILED:
+        return None
+    reason = _DECLINE_MESSAGES.get(payment.decline_reason or "", "Your card was declined.")
+    left = MAX_DECLINES - session.declines
+    tries = "1 more try" if left == 1 else f"{left} more tries"
+    return f"{reason} Try again or use another card ({tries} left)."
+
+
+def _form(
+    services: Services,
+    session: CheckoutSession,
+    status_code: int = 200,
+    *,
+    alert: str | None = None,
+    errors: Mapping[str, str] | None = None,
+    name: str = "",
+    expiry: str = "",
+) -> HTMLResponse:
+    context = {
+        "session": session,
+        "merchant_name": session.merchant_name,
+        "amount": format_amount(session.amount, session.currency),
+        "csrf_token": csrf_token(services.settings.idempotency_key_bytes, session.id),
+        "attempt": session.declines,
+        "alert": alert,
+        "errors": errors or {},
+        "name": name,
+        "expiry": expiry,
+        "action": f"{CHECKOUT_PATH}{session.id}",
+    }
+    # The form's answer redirects to success_url or the bank's challenge page: CSP's
+    # form-action covers those redirects too.
+    origins = (web_origin(services.settings.bank_public_url), web_origin(session.success_url))
+    return _page("checkout/form.html", status_code, context, origins)
+
+
+def _outcome(services: Services, view: CheckoutView) -> Response:
+    """The page for where a session stands after a post (or a return from the bank)."""
+    session, payment = view.session, view.payment
+    if session is None:
+        return _unavailable()
+    if session.status is CheckoutStatus.COMPLETE:
+        return _see_other(session.success_redirect())
+    if session.status is CheckoutStatus.EXPIRED:
+        if session.declines >= MAX_DECLINES:
+            return _message(
+                200,
+                "This payment page is closed",
+                "Too many cards were declined, so this page was closed to protect you. "
+                "Go back to the shop to start again.",
+            )
+        return _unavailable()
+    if not services.checkout.accepts_payment(session):
+        return _unavailable()
+    if session.payment_pending:
+        return _see_other(f"{CHECKOUT_PATH}{session.id}")  # the processing page
+    alert = _decline_message(payment, session)
+    if view.stale and alert is None:
+        alert = "This form was already sent. Check the details and try again."
+    return _form(services, session, alert=alert)
+
+
+def _pending_page() -> HTMLResponse:
+    return _message(
+        200,
+        "Your payment is being processed",
+        "We are waiting for your bank's answer. This page looks again every few seconds; "
+        "you may also close it, the shop will be told.",
+        refresh=True,
+    )
+
+
+async def _admit(request: Request) -> Services | Response:
+    """The services, within the client address's rate limit; a 429 page once it is spent."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        try:
+            await limiter.check(limiter.per_address, client_address(request))
+        except RateLimited as refused:
+            return _message(
+                429,
+                "Too many requests",
+                "Please wait a moment, then try again.",
+                headers=refused.headers,
+            )
+    services: Services = request.app.state.services
+    return services
+
+
+async def _read_form(request: Request) -> FormData | None:
+    try:
+        return await request.form(max_files=0, max_fields=8, max_part_size=_MAX_FORM_BYTES)
+    except Exception:  # a malformed or oversized body: python-multipart's own errors
+        return None
+
+
+@checkout_page_router.get(CHECKOUT_PATH + "{session_id}")
+async def checkout_page(session_id: str, request: Request) -> Response:
+    services = await _admit(request)
+    if isinstance(services, Response):
+        return services
+    view = await services.checkout.view(session_id)
+    session = view.session
+    if session is None:
+        return _unavailable()
+    if session.status is CheckoutStatus.COMPLETE:
+        return _message(
+            200,
+            "Payment complete",
+            "Thank you: your payment was received.",
+            link=(session.success_redirect(), "Return to the shop"),
+        )
+    if not services.checkout.accepts_payment(session):
+        return _unavailable()
+    if session.payment_pending:
+        return _pending_page()
+    return _form(services, session)
+
+
+@checkout_page_router.post(CHECKOUT_PATH + "{session_id}")
+async def submit_card(session_id: str, request: Request) -> Response:
+    services = await _admit(request)
+    if isinstance(services, Response):
+        return services
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type not in _FORM_TYPES:
+        return _message(415, "This form cannot be accepted", "Send the form from its page.")
+    declared = request.headers.get("content-length", "")
+    form = (
+        None
+        if declared.isdigit() and int(declared) > _MAX_FORM_BYTES
+        else await _read_form(request)
+    )
+    if form is None:
+        return _message(413, "This form cannot be accepted", "Send the form from its page.")
+    token = form.get("csrf_token")
+    expected = csrf_token(services.settings.idempotency_key_bytes, session_id)
+    if not isinstance(token, str) or not hmac.compare_digest(token, expected):
+        return _message(
+            403,
+            "This form cannot be accepted",
+            "It was not sent from this payment page. Go back to the shop and start again.",
+        )
+    view = await services.checkout.view(session_id)
+    session = view.session
+    if session is None or not services.checkout.accepts_payment(session):
+        return _outcome(services, view)
+    card_form = read_card_form(form, datetime.now(UTC))
+    attempt = form.get("attempt")
+    if card_form.card is None or not isinstance(attempt, str) or not attempt.isdigit():
+        return _form(
+            services,
+            session,
+            422,
+            errors=card_form.errors,
+            name=card_form.name,
+            expiry=card_form.expiry,
+        )
+    try:
+        view = await services.checkout.pay(session_id, int(attempt), card_form.card)
+    except GatewayError:
+        return _message(
+            503,
+            "We could not take your payment",
+            "Something went wrong on our side. Nothing new was charged: wait a moment, then "
+            "reload this page.",
+        )
+    return _outcome(services, view)
