@@ -1,0 +1,305 @@
+"""The hosted payment page in-process, on real SQLite and real MariaDB: what a browser gets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fakes import FakeBank
+from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.payment import PaymentRequest
+from payment_gateway.main import create_app
+
+from .checkout_helpers import (
+    DECLINED,
+    SUCCEEDS,
+    alerts,
+    card_form,
+    create_session,
+    events_of,
+    page_path,
+    pay,
+    payments_of,
+    read_session,
+)
+from .conftest import Gateway, gateway_settings
+
+NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
+
+
+def assert_page_headers(response: httpx.Response) -> str:
+    """The headers every page carries; the nonce its CSP allows."""
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = response.headers["content-security-policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["base-uri"] == "'none'"
+    nonces = set(NONCE.findall(policy))
+    assert len(nonces) == 1
+    nonce: str = nonces.pop()
+    assert directives["script-src"] == f"'nonce-{nonce}'"
+    # Every inline style and script carries it; nothing is loaded from elsewhere.
+    assert re.findall(r"<(?:style|script)\b[^>]*>", response.text) == [
+        tag for tag in re.findall(r"<(?:style|script)\b[^>]*>", response.text) if nonce in tag
+    ]
+    assert not re.search(r"<(?:link|img|script)\b[^>]*\b(?:src|href)=", response.text)
+    return nonce
+
+
+async def test_the_page_shows_the_merchant_amount_and_an_accessible_form(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+
+    page = await gateway.client.get(page_path(created["id"]))
+
+    assert page.status_code == 200
+    nonce = assert_page_headers(page)
+    assert "merchant_one" in page.text
+    assert "€19.99" in page.text  # Babel, for the currency
+    assert "Order order-77" in page.text
+    for field, autocomplete in (
+        ("card_number", "cc-number"),
+        ("card_expiry", "cc-exp"),
+        ("card_cvc", "cc-csc"),
+        ("card_name", "cc-name"),
+    ):
+        assert f'<label for="{field}">' in page.text
+        assert re.search(rf'id="{field}"[^>]*autocomplete="{autocomplete}"', page.text, re.S)
+    assert 'href="https://shop.example/cart"' in page.text  # the cancel link
+    policy = page.headers["content-security-policy"]
+    assert "form-action 'self' http://127.0.0.1:8081 https://shop.example;" in policy
+    again = await gateway.client.get(page_path(created["id"]))
+    assert assert_page_headers(again) != nonce  # a nonce per response
+
+
+async def test_paying_redirects_to_success_url_with_the_session_id(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+
+    answer = await pay(gateway, created["id"])
+
+    assert answer.status_code == 303
+    location = urlsplit(answer.headers["location"])
+    assert (location.scheme, location.netloc, location.path) == ("https", "shop.example", "/thanks")
+    assert parse_qs(location.query) == {"order": ["77"], "session_id": [created["id"]]}
+    session = await read_session(gateway, created["id"])
+    assert (session["status"], session["payment_status"]) == ("complete", "paid")
+    assert [deposit[1].amount for deposit in gateway.bank.deposits] == [1999]
+    told = await events_of(gateway, created["id"])
+    assert [event["type"] for event in told] == ["checkout.session.completed"]
+    assert told[0]["data"]["object"] == session
+    # The page of a complete session says so, and takes no card.
+    page = await gateway.client.get(page_path(created["id"]))
+    assert "Payment complete" in page.text
+    assert 'name="card_number"' not in page.text
+    assert_page_headers(page)
+
+
+async def test_a_decline_shows_the_form_again_for_another_card(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+
+    declined = await pay(gateway, created["id"], DECLINED)
+
+    assert declined.status_code == 200
+    assert_page_headers(declined)
+    assert alerts(declined.text) == [
+        "Your card was declined: insufficient funds. Try again or use another card "
+        "(4 more tries left)."
+    ]
+    assert DECLINED not in declined.text
+    retried = await gateway.client.post(
+        page_path(created["id"]), data=card_form(declined.text, SUCCEEDS)
+    )
+    assert retried.status_code == 303
+    assert sorted(await payments_of(gateway, created["id"])) == ["failed", "succeeded"]
+
+
+async def test_five_declines_expire_the_session(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    page = await gateway.client.get(page_path(created["id"]))
+    for _ in range(5):
+        page = await gateway.client.post(
+            page_path(created["id"]), data=card_form(page.text, DECLINED)
+        )
+    assert page.status_code == 200
+    assert "This payment page is closed" in page.text
+    assert "€19.99" not in page.text
+
+    session = await read_session(gateway, created["id"])
+    assert (session["status"], session["payment_status"]) == ("expired", "unpaid")
+    assert len(gateway.bank.deposits) == 5
+    told = await events_of(gateway, created["id"])
+    assert [event["type"] for event in told] == ["checkout.session.expired"]
+    # No sixth card: the page is gone, and the bank is not asked again.
+    later = await gateway.client.get(page_path(created["id"]))
+    assert later.status_code == 404
+    assert len(gateway.bank.deposits) == 5
+
+
+async def test_a_post_without_the_right_csrf_token_is_403(gateway: Gateway) -> None:
+    created, other = await create_session(gateway), await create_session(gateway)
+    page = await gateway.client.get(page_path(created["id"]))
+    other_page = await gateway.client.get(page_path(other["id"]))
+
+    missing = await gateway.client.post(
+        page_path(created["id"]),
+        data={k: v for k, v in card_form(page.text).items() if k != "csrf_token"},
+    )
+    wrong = await gateway.client.post(
+        page_path(created["id"]), data=card_form(page.text, csrf_token="x")
+    )
+    # Another session's token is not this one's.
+    foreign = await gateway.client.post(
+        page_path(created["id"]),
+        data=card_form(page.text, csrf_token=card_form(other_page.text)["csrf_token"]),
+    )
+
+    for response in (missing, wrong, foreign):
+        assert response.status_code == 403
+        assert_page_headers(response)
+    assert gateway.bank.deposits == []
+
+
+async def test_a_form_post_must_be_a_form(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    response = await gateway.client.post(page_path(created["id"]), json={"card_number": SUCCEEDS})
+    assert response.status_code == 415
+    assert gateway.bank.deposits == []
+
+
+async def test_field_errors_show_by_their_field_and_never_echo_the_card(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    page = await gateway.client.get(page_path(created["id"]))
+
+    response = await gateway.client.post(
+        page_path(created["id"]),
+        data=card_form(page.text, "4242424242424241", card_expiry="13/30", card_cvc="1"),
+    )
+
+    assert response.status_code == 422
+    assert_page_headers(response)
+    for field in ("card_number", "card_expiry", "card_cvc"):
+        assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', response.text, re.S)
+        assert f'id="{field}-error"' in response.text
+    assert "4242424242424241" not in response.text
+    assert 'value="Ada Lovelace"' in response.text  # the name is kept, the card is not
+    assert gateway.bank.deposits == []
+
+
+async def test_the_pan_is_in_no_page_redirect_or_log(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    created = await create_session(gateway)
+    page = await gateway.client.get(page_path(created["id"]))
+    spaced = "4000 0000 0000 0002"
+    declined = await gateway.client.post(
+        page_path(created["id"]), data=card_form(page.text, spaced)
+    )
+    invalid = await gateway.client.post(
+        page_path(created["id"]), data=card_form(declined.text, SUCCEEDS, card_expiry="00/00")
+    )
+    paid = await gateway.client.post(
+        page_path(created["id"]), data=card_form(declined.text, SUCCEEDS)
+    )
+
+    for response in (declined, invalid, paid):
+        shown = response.text + str(response.headers)
+        assert DECLINED not in shown
+        assert spaced not in shown
+        assert SUCCEEDS not in shown
+    assert paid.status_code == 303
+    logged = caplog.text + " ".join(str(record.__dict__) for record in caplog.records)
+    for pan in (DECLINED, SUCCEEDS, spaced):
+        assert pan not in logged
+
+
+class SlowBank(FakeBank):
+    """Takes its time over a deposit, so that a second post arrives while the first waits."""
+
+    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+        await asyncio.sleep(0.3)
+        return await super().deposit(payment_id, request)
+
+
+@pytest.fixture
+async def slow_gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    bank = SlowBank()
+    settings = gateway_settings(database_url, tmp_path)
+    app = create_app(settings, bank=bank, run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield Gateway(client, bank, app, settings)
+
+
+@pytest.mark.parametrize("number", [SUCCEEDS, DECLINED])
+async def test_a_double_submit_makes_one_payment(slow_gateway: Gateway, number: str) -> None:
+    gateway = slow_gateway
+    created = await create_session(gateway)
+    page = await gateway.client.get(page_path(created["id"]))
+    form = card_form(page.text, number)
+
+    first, second = await asyncio.gather(
+        gateway.client.post(page_path(created["id"]), data=form),
+        gateway.client.post(page_path(created["id"]), data=form),
+    )
+
+    assert len(gateway.bank.deposits) == 1
+    assert len(await payments_of(gateway, created["id"])) == 1
+    session = await read_session(gateway, created["id"])
+    if number == SUCCEEDS:
+        assert first.status_code == second.status_code == 303
+        assert first.headers["location"] == second.headers["location"]
+    else:
+        assert first.status_code == second.status_code == 200
+        assert session["status"] == "open"
+        assert "4 more tries left" in first.text
+        assert "4 more tries left" in second.text
+
+
+async def test_guessed_and_expired_sessions_show_the_same_page(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    expired = await gateway.client.post(
+        f"/api/v1/checkout-sessions/{created['id']}/expire",
+        headers={"Authorization": "Bearer first_merchant_mock_token"},
+    )
+    assert expired.status_code == 200
+
+    gone = await gateway.client.get(page_path(created["id"]))
+    guessed = await gateway.client.get(page_path("cs_" + "0" * 36))
+    nonsense = await gateway.client.get(page_path("x" * 500))
+    posted = await gateway.client.post(page_path("cs_" + "0" * 36), data={"csrf_token": "x"})
+
+    assert gone.status_code == guessed.status_code == nonsense.status_code == 404
+    for response in (gone, guessed, nonsense):
+        assert_page_headers(response)
+        assert "This payment page is not available" in response.text
+        assert "merchant_one" not in response.text
+        assert "19.99" not in response.text
+    assert posted.status_code == 403  # a guessed id has no valid token
+
+
+async def test_the_page_is_rate_limited_per_client_address(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = gateway_settings(
+        database_url, tmp_path, rate_limit_unauthenticated_per_second=1, rate_limit_per_second=1
+    )
+    app = create_app(settings, bank=FakeBank(), run_reconciler=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            answers = [await client.get(page_path("cs_unknown")) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [404, 404, 429, 429]
+    assert_page_headers(answers[-1])
+    assert int(answers[-1].headers["retry-after"]) >= 1
