@@ -196,12 +196,13 @@ def _outcome(services: Services, view: CheckoutView) -> Response:
     return _form(services, session, alert=alert)
 
 
-def _pending_page() -> HTMLResponse:
+def _pending_page(session: CheckoutSession) -> HTMLResponse:
     return _message(
         200,
         "Your payment is being processed",
         "We are waiting for your bank's answer. This page looks again every few seconds; "
         "you may also close it, the shop will be told.",
+        link=(f"{CHECKOUT_PATH}{session.id}", "Check again"),
         refresh=True,
     )
 
@@ -249,7 +250,7 @@ async def checkout_page(session_id: str, request: Request) -> Response:
     if not services.checkout.accepts_payment(session):
         return _unavailable()
     if session.payment_pending:
-        return _pending_page()
+        return _pending_page(session)
     return _form(services, session)
 
 

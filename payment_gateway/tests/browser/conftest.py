@@ -1,0 +1,122 @@
+"""The gateway and the bank simulator as real processes for the browser, and a shop.
+
+One of each per module: the simulator (with its API key and ``PUBLIC_URL``), the gateway on
+its embedded SQLite with the demo merchants (``PUBLIC_URL`` and ``BANK_PUBLIC_URL`` set to
+where they listen), and a tiny HTTP server for the shop, where ``success_url`` and
+``cancel_url`` land and every visit is recorded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live_services import Service, free_port, start_service
+from return_site import ReturnSite
+
+BANK_API_KEY = "browser-test-bank-key-0123456789abcdef"
+MERCHANT = {"Authorization": "Bearer first_merchant_mock_token"}
+
+
+@dataclass
+class Stack:
+    gateway: Service
+    bank: Service
+    shop: ReturnSite
+
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.gateway.url, headers=MERCHANT, timeout=10)
+
+    async def create_session(self, **overrides: object) -> dict[str, Any]:
+        """A checkout session of the demo merchant, coming back to the shop."""
+        order = uuid.uuid4().hex[:12]
+        body: dict[str, object] = {
+            "amount": 4250,
+            "currency": "EUR",
+            "reference": f"order-{order}",
+            "success_url": f"{self.shop.origin}/thanks?order={order}",
+            "cancel_url": f"{self.shop.origin}/cart?order={order}",
+        }
+        body.update(overrides)
+        async with self.api() as api:
+            response = await api.post("/api/v1/checkout-sessions", json=body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        async with self.api() as api:
+            response = await api.get(f"/api/v1/checkout-sessions/{session_id}")
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    async def payments(self, reference: str) -> list[dict[str, Any]]:
+        """The merchant's payments of one order, newest first."""
+        async with self.api() as api:
+            response = await api.get("/api/v1/payments", params={"reference": reference})
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["data"]
+        return found
+
+    async def expire(self, session_id: str) -> None:
+        async with self.api() as api:
+            response = await api.post(f"/api/v1/checkout-sessions/{session_id}/expire")
+        assert response.status_code == 200, response.text
+
+    async def deposit(self, payment_id: str) -> dict[str, Any]:
+        """What the bank recorded of a payment (its deposit, by the payment id)."""
+        async with httpx.AsyncClient(
+            base_url=self.bank.url,
+            headers={"Authorization": f"Bearer {BANK_API_KEY}"},
+            timeout=10,
+        ) as bank:
+            response = await bank.get(f"/api/v1/deposits/{payment_id}")
+        assert response.status_code == 200, response.text
+        recorded: dict[str, Any] = response.json()
+        return recorded
+
+    def visits(self, path: str, session: dict[str, Any]) -> list[str]:
+        """The shop's visits of ``path`` for this session's order."""
+        order = session["reference"].removeprefix("order-")
+        return [v for v in self.shop.visits if v.startswith(f"{path}?order={order}")]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    shop = ReturnSite()
+    bank_port, gateway_port = free_port(), free_port()
+    bank_url, gateway_url = f"http://127.0.0.1:{bank_port}", f"http://127.0.0.1:{gateway_port}"
+    bank = start_service(
+        "bank",
+        "bank_simulator.main:app",
+        bank_port,
+        tmp_path_factory.mktemp("bank"),
+        {"PUBLIC_URL": bank_url, "BANK_API_KEY": BANK_API_KEY, "LOG_LEVEL": "INFO"},
+    )
+    workdir: Path = tmp_path_factory.mktemp("gateway")
+    env = {
+        "APP_ENV": "development",
+        "BANK_URL": bank_url,
+        "BANK_API_KEY": BANK_API_KEY,
+        "PUBLIC_URL": gateway_url,
+        "BANK_PUBLIC_URL": bank_url,
+        "METRICS_PORT": "0",
+        "RECONCILE_INTERVAL_SECONDS": "0.5",
+        "RATE_LIMIT_UNAUTHENTICATED_PER_SECOND": "200",
+    }
+    try:
+        gateway = start_service("gateway", "payment_gateway.main:app", gateway_port, workdir, env)
+    except BaseException:
+        bank.stop()
+        shop.close()
+        raise
+    yield Stack(gateway, bank, shop)
+    gateway.stop()
+    bank.stop()
+    shop.close()
