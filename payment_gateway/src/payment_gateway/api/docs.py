@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+from payment_gateway.api.checkout_schemas import CheckoutSessionCreate
 from payment_gateway.api.schemas import CaptureCreate, PaymentCreate, RefundCreate
 from payment_gateway.api.webhook_schemas import WebhookEndpointCreate, WebhookEndpointUpdate
 
@@ -48,6 +49,7 @@ def install_docs(app: FastAPI) -> None:
                 CaptureCreate,
                 RefundCreate,
                 WebhookEndpointCreate,
+                CheckoutSessionCreate,
                 WebhookEndpointUpdate,
             )
             for model in bodies:
