@@ -40,12 +40,18 @@ $(HTTPYAC): $(HTTPYAC_DIR)/package-lock.json
 install: $(STAMP) $(HTTPYAC) ## Build .venv (both services, editable, and the dev tools) and tools/httpyac, as locked
 
 # The uvicorn flags are the production ones (README.md, Server flags; tests/deploy checks them).
+RUN_ENV := BANK_URL=http://127.0.0.1:$(BANK_PORT) PUBLIC_URL=http://127.0.0.1:$(GATEWAY_PORT) \
+	BANK_PUBLIC_URL=http://127.0.0.1:$(BANK_PORT)
+
 run: $(STAMP) ## Run the bank simulator (:8081) and the gateway (:8080) on embedded SQLite
 	@echo "gateway http://127.0.0.1:$(GATEWAY_PORT)/docs  bank http://127.0.0.1:$(BANK_PORT)  (Ctrl-C stops both)"
+	@echo "hosted payment page of merchant_one (pay with 4242 4242 4242 4242, any CVC, a future date):"
+	@$(RUN_ENV) LOG_LEVEL=ERROR $(BIN)/python -m payment_gateway checkout create merchant_one \
+		--amount 1000 --currency EUR --reference demo-order | sed 's/^/  /'
 	@trap 'kill 0' EXIT; \
 	$(BIN)/uvicorn bank_simulator.main:app --port $(BANK_PORT) --no-access-log \
 		--limit-concurrency 2048 --timeout-keep-alive 5 --no-server-header & \
-	BANK_URL=http://127.0.0.1:$(BANK_PORT) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT) \
+	$(RUN_ENV) $(BIN)/uvicorn payment_gateway.main:app --port $(GATEWAY_PORT) \
 		--http payment_gateway.http_server:BoundedHttpToolsProtocol \
 		--limit-concurrency 1024 --timeout-keep-alive 5 --no-server-header
 

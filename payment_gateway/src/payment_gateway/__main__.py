@@ -6,6 +6,9 @@ merchants add-key NAME       issue another key for a merchant (for rotation)
 merchants list               list keys by prefix (keys themselves are never stored)
 merchants revoke PREFIX      revoke the key(s) with that prefix
 rotate-card-keys             re-encrypt stored cards under the newest CARD_ENCRYPTION_KEYS key
+checkout create MERCHANT     open a hosted payment page for MERCHANT; prints its URL
+  [--amount 1000] [--currency EUR] [--reference R] [--success-url U] [--cancel-url U]
+                             (the demo merchants are seeded first where DEMO_MERCHANTS allows)
 webhooks listen --secret S   receive webhooks locally, verify each, print one line per event
   [--port 9000] [--host 127.0.0.1] [--json]   (--secret again for each secret during a rotation;
                              needs no database and no gateway settings)
@@ -18,9 +21,10 @@ import asyncio
 import sys
 
 import structlog
+from pydantic import ValidationError
 
 from payment_gateway import audit
-from payment_gateway.bootstrap import services_for
+from payment_gateway.bootstrap import Services, services_for
 from payment_gateway.config import Settings
 from payment_gateway.logging_setup import configure_logging
 from payment_gateway.service.errors import GatewayError
@@ -46,6 +50,33 @@ async def _rotate_card_keys(settings: Settings, batch_size: int) -> int:
         rotated = await rotate_card_keys(services.uow.engine, services.vault, batch_size=batch_size)
     audit.record("card_keys_rotated", cards=rotated)
     print(f"re-encrypted {rotated} card(s) under the newest key")
+    return 0
+
+
+DEMO_SUCCESS_URL = "https://example.com/order/complete"
+DEMO_CANCEL_URL = "https://example.com/cart"
+
+
+async def _checkout_command(args: argparse.Namespace, services: Services) -> int:
+    """Open a checkout session, as `POST /api/v1/checkout-sessions` would (make run's link)."""
+    from payment_gateway.api.checkout_schemas import CheckoutSessionCreate
+    from payment_gateway.api.problems import invalid_request
+
+    if services.settings.seed_demo_merchants:
+        await services.merchants.seed_demo_merchants()
+    merchant = await services.merchants.by_name(args.merchant)
+    try:
+        body = CheckoutSessionCreate(
+            amount=args.amount,
+            currency=args.currency,
+            reference=args.reference,
+            success_url=args.success_url,
+            cancel_url=args.cancel_url,
+        )
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    session = await services.checkout.create(merchant, body.to_domain())
+    print(session.url)
     return 0
 
 
@@ -82,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("revoke", help="revoke a key by prefix").add_argument("prefix")
     rotate = commands.add_parser("rotate-card-keys", help="re-encrypt cards under the newest key")
     rotate.add_argument("--batch-size", type=int, default=500)
+    checkout = commands.add_parser("checkout", help="checkout sessions (hosted payment pages)")
+    checkout_actions = checkout.add_subparsers(dest="action", required=True)
+    create = checkout_actions.add_parser("create", help="open a hosted payment page")
+    create.add_argument("merchant")
+    create.add_argument("--amount", type=int, default=1000, help="minor units (default 1000)")
+    create.add_argument("--currency", default="EUR")
+    create.add_argument("--reference", default=None)
+    create.add_argument("--success-url", default=DEMO_SUCCESS_URL)
+    create.add_argument("--cancel-url", default=DEMO_CANCEL_URL)
     webhooks = commands.add_parser("webhooks", help="webhook tools for developers")
     tools = webhooks.add_subparsers(dest="action", required=True)
     listen = tools.add_parser("listen", help="receive, verify and print webhooks locally")
@@ -115,6 +155,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "rotate-card-keys":
         return await _rotate_card_keys(settings, args.batch_size)
     async with services_for(settings, pool_size=2) as services:
+        if args.command == "checkout":
+            return await _checkout_command(args, services)
         return await _merchant_command(args, MerchantService(services.uow, cache_seconds=0))
 
 
@@ -129,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(args, settings))
     # An operator command: a one-line reason beats a traceback.
     except GatewayError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
+        problems = "".join(f"; {error.field} {error.message}" for error in exc.errors)
+        print(f"error: {exc.detail}{problems}", file=sys.stderr)
         return 1
     except KeyMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)

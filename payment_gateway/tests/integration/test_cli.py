@@ -90,3 +90,18 @@ def test_production_refuses_to_start_without_real_keys(tmp_path: Path, keys: str
     )
     assert result.returncode != 0
     assert "CARD_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_checkout_create_prints_a_ready_link(tmp_path: Path) -> None:
+    env = {"DEMO_MERCHANTS": "true", "PUBLIC_URL": "http://127.0.0.1:9999/"}
+    created = run_cli(tmp_path, "checkout", "create", "merchant_one", "--amount", "2500", env=env)
+    assert created.returncode == 0, created.stderr
+    url = created.stdout.strip().splitlines()[-1]
+    assert url.startswith("http://127.0.0.1:9999/checkout/cs_")
+
+    unknown = run_cli(tmp_path, "checkout", "create", "nobody", env=env)
+    assert unknown.returncode == 1
+    assert "no merchant 'nobody'" in unknown.stderr
+    invalid = run_cli(tmp_path, "checkout", "create", "merchant_one", "--currency", "XYZ", env=env)
+    assert invalid.returncode == 1
+    assert "currency" in invalid.stderr

@@ -96,6 +96,13 @@ class MerchantService:
         _audit_key_created(merchant, api_key)
         return NewApiKey(merchant, api_key)
 
+    async def by_name(self, name: str) -> Merchant:
+        async with self._uow(read_only=True, single_statement=True) as uow:
+            merchant = await uow.merchants.by_name(name)
+        if merchant is None:
+            raise GatewayError(f"no merchant {name!r}")
+        return merchant
+
     async def add_key(self, name: str) -> NewApiKey:
         now = self._clock()
         async with self._uow() as uow:
