@@ -226,9 +226,11 @@ async def test_the_pan_is_in_no_page_redirect_or_log(
 class SlowBank(FakeBank):
     """Takes its time over a deposit, so that a second post arrives while the first waits."""
 
-    async def deposit(self, payment_id: str, request: PaymentRequest) -> BankAnswer | BankFault:
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
         await asyncio.sleep(0.3)
-        return await super().deposit(payment_id, request)
+        return await super().deposit(payment_id, request, authentication_id)
 
 
 @pytest.fixture
@@ -303,3 +305,80 @@ async def test_the_page_is_rate_limited_per_client_address(
     assert [answer.status_code for answer in answers] == [404, 404, 429, 429]
     assert_page_headers(answers[-1])
     assert int(answers[-1].headers["retry-after"]) >= 1
+
+
+CHALLENGE, FRICTIONLESS = "4000000000003220", "4000000000003055"
+
+
+async def test_a_challenge_card_goes_to_the_bank_and_back_to_the_success_url(
+    gateway: Gateway,
+) -> None:
+    created = await create_session(gateway)
+
+    sent = await pay(gateway, created["id"], CHALLENGE)
+
+    assert sent.status_code == 303
+    session = await read_session(gateway, created["id"])
+    payment_id = session["payment_id"]
+    assert sent.headers["location"] == f"https://bank.test/3ds/challenge/{payment_id}"
+    assert gateway.bank.return_urls[payment_id] == f"http://127.0.0.1:8080/3ds/return/{payment_id}"
+    assert session["status"] == "open"
+    assert gateway.bank.deposits == []  # nothing charged before the shopper answers
+    waiting = await gateway.client.get(page_path(created["id"]))
+    assert "Confirm the payment with your bank" in waiting.text
+    assert f'href="https://bank.test/3ds/challenge/{payment_id}"' in waiting.text
+    # A return before any answer, or with a forged query, is not believed: back to the bank.
+    forged = await gateway.client.get(
+        page_path(created["id"]) + "/return", params={"payment_id": "forged", "paid": "yes"}
+    )
+    assert forged.status_code == 303
+    assert forged.headers["location"].startswith("https://bank.test/3ds/challenge/")
+
+    gateway.bank.answer_challenge(payment_id, passed=True)
+    back = await gateway.client.get(f"/3ds/return/{payment_id}")  # where the bank sends it
+    assert back.status_code == 303
+    assert back.headers["location"] == (
+        f"http://127.0.0.1:8080/checkout/{created['id']}/return?payment_id={payment_id}"
+    )
+    landed = await gateway.client.get(urlsplit(back.headers["location"]).path)
+
+    assert landed.status_code == 303
+    assert landed.headers["location"] == (
+        f"https://shop.example/thanks?order=77&session_id={created['id']}"
+    )
+    session = await read_session(gateway, created["id"])
+    assert (session["status"], session["payment_status"]) == ("complete", "paid")
+    assert [deposit[0] for deposit in gateway.bank.deposits] == [payment_id]
+    told = await events_of(gateway, created["id"])
+    assert [event["type"] for event in told] == ["checkout.session.completed"]
+
+
+async def test_a_failed_challenge_shows_the_form_again(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    await pay(gateway, created["id"], CHALLENGE)
+    payment_id = (await read_session(gateway, created["id"]))["payment_id"]
+    gateway.bank.answer_challenge(payment_id, passed=False)
+    await gateway.client.get(f"/3ds/return/{payment_id}")
+
+    landed = await gateway.client.get(page_path(created["id"]) + "/return")
+
+    assert landed.status_code == 200
+    assert_page_headers(landed)
+    assert alerts(landed.text) == [
+        "Your bank could not confirm it was you. Try again or use another card (4 more tries left)."
+    ]
+    retried = await gateway.client.post(
+        page_path(created["id"]), data=card_form(landed.text, SUCCEEDS)
+    )
+    assert retried.status_code == 303
+    assert retried.headers["location"].startswith("https://shop.example/thanks")
+    assert sorted(await payments_of(gateway, created["id"])) == ["failed", "succeeded"]
+
+
+async def test_a_frictionless_card_is_charged_at_once(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    answer = await pay(gateway, created["id"], FRICTIONLESS)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("https://shop.example/thanks")
+    payment_id = (await read_session(gateway, created["id"]))["payment_id"]
+    assert gateway.bank.deposit_authentications[payment_id] == f"auth-{payment_id}"

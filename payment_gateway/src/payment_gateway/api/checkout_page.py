@@ -28,19 +28,20 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from payment_gateway.api.checkout_form import read_card_form
-from payment_gateway.api.rate_limit import RateLimited, RateLimiter, client_address
+from payment_gateway.api.dependencies import limit_by_address
+from payment_gateway.api.rate_limit import RateLimited
 from payment_gateway.bootstrap import Services
 from payment_gateway.domain.checkout import (
+    CHECKOUT_PATH,
     MAX_DECLINES,
     CheckoutSession,
     CheckoutStatus,
-    web_origin,
 )
 from payment_gateway.domain.payment import Payment, PaymentStatus
+from payment_gateway.domain.urls import web_origin
 from payment_gateway.service.checkout import CheckoutView
 from payment_gateway.service.errors import GatewayError
 
-CHECKOUT_PATH = "/checkout/"
 LOCALE = "en_US"
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _MAX_FORM_BYTES = 4096
@@ -59,7 +60,9 @@ _DECLINE_MESSAGES = {
     "card_expired": "Your card was declined: it has expired.",
     "bank_unavailable": "We could not reach your bank, so nothing was charged.",
     "authentication_failed": "Your bank could not confirm it was you.",
+    "authentication_expired": "The check with your bank was not finished in time.",
     "authentication_required": "Your bank could not confirm it was you.",
+    "card_declined": "Your card was declined by your bank.",
 }
 
 
@@ -133,6 +136,14 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Referrer-Policy": "no-referrer"})
 
 
+def _challenge_url(payment: Payment | None) -> str | None:
+    """The bank's challenge page while the payment waits for the shopper's answer."""
+    if payment is None or payment.status is not PaymentStatus.REQUIRES_ACTION:
+        return None
+    three_d_secure = payment.three_d_secure
+    return three_d_secure.challenge_url if three_d_secure is not None else None
+
+
 def _decline_message(payment: Payment | None, session: CheckoutSession) -> str | None:
     if payment is None or payment.status is not PaymentStatus.FAILED:
         return None
@@ -188,6 +199,9 @@ def _outcome(services: Services, view: CheckoutView) -> Response:
         return _unavailable()
     if not services.checkout.accepts_payment(session):
         return _unavailable()
+    challenge = _challenge_url(payment)
+    if challenge is not None:
+        return _see_other(challenge)  # the bank's 3-D Secure page (again, if need be)
     if session.payment_pending:
         return _see_other(f"{CHECKOUT_PATH}{session.id}")  # the processing page
     alert = _decline_message(payment, session)
@@ -208,18 +222,17 @@ def _pending_page(session: CheckoutSession) -> HTMLResponse:
 
 
 async def _admit(request: Request) -> Services | Response:
-    """The services, within the client address's rate limit; a 429 page once it is spent."""
-    limiter: RateLimiter | None = request.app.state.rate_limiter
-    if limiter is not None:
-        try:
-            await limiter.check(limiter.per_address, client_address(request))
-        except RateLimited as refused:
-            return _message(
-                429,
-                "Too many requests",
-                "Please wait a moment, then try again.",
-                headers=refused.headers,
-            )
+    """The services, within the client address's rate limit (as every request a shopper's
+    browser makes without an API key); a 429 page once it is spent."""
+    try:
+        await limit_by_address(request)
+    except RateLimited as refused:
+        return _message(
+            429,
+            "Too many requests",
+            "Please wait a moment, then try again.",
+            headers=refused.headers,
+        )
     services: Services = request.app.state.services
     return services
 
@@ -249,9 +262,28 @@ async def checkout_page(session_id: str, request: Request) -> Response:
         )
     if not services.checkout.accepts_payment(session):
         return _unavailable()
+    challenge = _challenge_url(view.payment)
+    if challenge is not None:
+        return _message(
+            200,
+            "Confirm the payment with your bank",
+            "Your bank asked to confirm it's you before this payment goes through.",
+            link=(challenge, "Continue to your bank"),
+        )
     if session.payment_pending:
         return _pending_page(session)
     return _form(services, session)
+
+
+@checkout_page_router.get(CHECKOUT_PATH + "{session_id}/return")
+async def challenge_return(session_id: str, request: Request) -> Response:
+    """Back from the bank's 3-D Secure page (through ``/3ds/return/{payment_id}``, which has
+    settled the payment server-side). Its query is not trusted: the session says where the
+    payment stands."""
+    services = await _admit(request)
+    if isinstance(services, Response):
+        return services
+    return _outcome(services, await services.checkout.view(session_id))
 
 
 @checkout_page_router.post(CHECKOUT_PATH + "{session_id}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from payment_gateway.api.schemas import Amount, Capture, Currency, OrderReference
+from payment_gateway.api.schemas import Amount, BrowserUrl, Capture, Currency, OrderReference
 from payment_gateway.domain.checkout import (
     DEFAULT_EXPIRES_IN,
     MAX_EXPIRES_IN,
@@ -18,7 +18,6 @@ from payment_gateway.domain.checkout import (
 _REDIRECT_URL_RULES = (
     "An absolute `https` URL (`http` too outside production), at most 2048 characters."
 )
-RedirectUrl = Annotated[str, Field(strict=True, min_length=1, max_length=2048)]
 
 
 class CheckoutSessionCreate(BaseModel):
@@ -42,14 +41,14 @@ class CheckoutSessionCreate(BaseModel):
     amount: Amount
     currency: Currency
     reference: OrderReference = None
-    success_url: RedirectUrl = Field(
+    success_url: BrowserUrl = Field(
         description=(
             "Where the shopper's browser goes once the payment is made, with `session_id` "
             "added to its query. Not a proof of payment: read the session (or the "
             f"`checkout.session.completed` event) to confirm. {_REDIRECT_URL_RULES}"
         ),
     )
-    cancel_url: RedirectUrl = Field(
+    cancel_url: BrowserUrl = Field(
         description=f"Where the page's link back to the shop goes. {_REDIRECT_URL_RULES}"
     )
     capture: Capture = True

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
+from payment_gateway.domain.urls import with_query
 
 SESSION_ID_PREFIX = "cs_"
 MIN_EXPIRES_IN = timedelta(minutes=30)
@@ -100,7 +101,9 @@ class CardEntry:
     expiry_year: int
     holder_name: str | None = field(repr=False)
 
-    def payment_request(self, session: CheckoutSession) -> PaymentRequest:
+    def payment_request(self, session: CheckoutSession, return_url: str) -> PaymentRequest:
+        """The payment of ``session`` with this card, 3-D Secure asked for: after a challenge
+        the shopper comes back to ``return_url`` (the page's return route)."""
         return PaymentRequest(
             pan=self.pan,
             cvv=self.cvv,
@@ -111,8 +114,22 @@ class CardEntry:
             currency=session.currency,
             reference=session.reference,
             capture=session.capture,
+            three_d_secure_return_url=return_url,
             checkout_session_id=session.id,
         )
+
+
+CHECKOUT_PATH = "/checkout/"
+
+
+def page_url(public_url: str, session_id: str) -> str:
+    """The hosted page of a session: ``{PUBLIC_URL}/checkout/{id}``."""
+    return f"{public_url}{CHECKOUT_PATH}{quote(session_id, safe='')}"
+
+
+def challenge_return_url(public_url: str, session_id: str) -> str:
+    """Where a shopper back from a 3-D Secure challenge lands: the page's return route."""
+    return f"{page_url(public_url, session_id)}/return"
 
 
 def attempt_key(session_id: str, attempt: int) -> str:
@@ -122,40 +139,3 @@ def attempt_key(session_id: str, attempt: int) -> str:
     (a double click, a reload) replays the first one's payment instead of making another.
     """
     return f"checkout:{session_id}:{attempt}"
-
-
-def with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` added to its query (kept in order; an existing one replaced)."""
-    parts = urlsplit(url)
-    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)]
-    query = [(name, value) for name, value in query if name not in params]
-    query.extend(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def redirect_url_problem(url: str, *, allow_http: bool) -> str | None:
-    """Why ``url`` cannot be a success or cancel URL (None: it can).
-
-    Absolute, with a host, no user info; ``https``, or ``http`` too outside production.
-    """
-    if not url.isascii() or not url.isprintable() or " " in url:
-        return "must be an absolute URL without spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return "must be an absolute URL"
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in ("https", "http") or not host:
-        return "must be an absolute https URL"
-    if parts.scheme not in schemes:
-        return "must be an https URL in production"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain user info"
-    return None
-
-
-def web_origin(url: str) -> str:
-    """``https://shop.example:8443/x?y`` → ``https://shop.example:8443`` (for CSP)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

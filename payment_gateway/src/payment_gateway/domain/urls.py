@@ -38,3 +38,9 @@ def with_query(url: str, **parameters: str) -> str:
         if name not in parameters
     ]
     return urlunsplit(parts._replace(query=urlencode([*query, *parameters.items()])))
+
+
+def web_origin(url: str) -> str:
+    """``https://shop.example:8443/x?y`` → ``https://shop.example:8443`` (for CSP)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

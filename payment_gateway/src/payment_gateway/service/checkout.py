@@ -21,10 +21,12 @@ from payment_gateway.domain.checkout import (
     CheckoutSessionDraft,
     CheckoutStatus,
     attempt_key,
-    redirect_url_problem,
+    challenge_return_url,
+    page_url,
 )
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import Payment
+from payment_gateway.domain.urls import browser_url_problem
 from payment_gateway.logging_setup import current_request_id
 from payment_gateway.service.clock import Clock, utc_now
 from payment_gateway.service.errors import (
@@ -85,7 +87,7 @@ class CheckoutService:
         errors = [
             FieldError(name, problem)
             for name, url in (("success_url", draft.success_url), ("cancel_url", draft.cancel_url))
-            if (problem := redirect_url_problem(url, allow_http=self._policy.allow_http_urls))
+            if (problem := browser_url_problem(url, https_only=not self._policy.allow_http_urls))
         ]
         if errors:
             raise InvalidRequest("the request is invalid: see errors", errors=errors)
@@ -101,7 +103,7 @@ class CheckoutService:
             success_url=draft.success_url,
             cancel_url=draft.cancel_url,
             capture=draft.capture,
-            url=f"{self._policy.public_url}/checkout/{session_id}",
+            url=page_url(self._policy.public_url, session_id),
             created_at=now,
             updated_at=now,
             expires_at=now + draft.expires_in,
@@ -180,7 +182,9 @@ class CheckoutService:
 
         None when that earlier post sent another card, or is still waiting for the bank.
         """
-        request = card.payment_request(session)
+        request = card.payment_request(
+            session, challenge_return_url(self._policy.public_url, session.id)
+        )
         waited = timedelta()
         while True:
             try:
