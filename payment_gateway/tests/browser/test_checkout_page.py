@@ -203,3 +203,58 @@ async def test_a_pending_payment_shows_a_page_that_looks_again(page: Page, stack
     settled = await stack.session(session["id"])
     assert (settled["status"], settled["payment_status"]) == ("complete", "paid")
     assert (await stack.deposit(settled["payment_id"]))["status"] == "succeeded"
+
+
+CHALLENGE, FRICTIONLESS = "4000000000003220", "4000000000003055"
+
+
+async def answer_challenge(page: Page, code: str) -> None:
+    """On the bank simulator's page: type the one-time code and submit it."""
+    await page.get_by_role("heading", name="Your bank wants to confirm it's you").wait_for()
+    await page.get_by_label("One-time code").fill(code)
+    await page.get_by_role("button", name="Submit").click()
+
+
+async def test_a_3_d_secure_challenge_then_back_to_the_shop(page: Page, stack: Stack) -> None:
+    session = await stack.create_session()
+    await open_page(page, session)
+    await fill_card(page, CHALLENGE)
+    await page.get_by_role("button", name="Pay €42.50").click()
+
+    await page.wait_for_url(f"{stack.bank.url}/3ds/challenge/**")
+    waiting = (await stack.payments(session["reference"]))[0]
+    assert waiting["status"] == "requires_action"
+    await answer_challenge(page, "1234")
+
+    payment = await assert_paid(stack, page, session)
+    assert payment["three_d_secure"]["result"] == "authenticated"
+
+
+async def test_a_wrong_challenge_code_then_another_card(page: Page, stack: Stack) -> None:
+    session = await stack.create_session()
+    await open_page(page, session)
+    await fill_card(page, CHALLENGE)
+    await page.get_by_role("button", name="Pay €42.50").click()
+    await answer_challenge(page, "0000")
+
+    alert = page.get_by_role("alert")
+    await alert.wait_for()
+    assert "Your bank could not confirm it was you" in await alert.inner_text()
+    await assert_accessible(page)
+    failed = (await stack.payments(session["reference"]))[0]
+    assert (failed["status"], failed["decline_reason"]) == ("failed", "authentication_failed")
+    assert (await stack.session(session["id"]))["status"] == "open"
+
+    await fill_card(page, SUCCEEDS)
+    await page.get_by_role("button", name="Pay €42.50").click()
+    await assert_paid(stack, page, session)
+
+
+async def test_a_frictionless_card_needs_no_challenge(page: Page, stack: Stack) -> None:
+    session = await stack.create_session()
+    await open_page(page, session)
+    await fill_card(page, FRICTIONLESS)
+    await page.get_by_role("button", name="Pay €42.50").click()
+
+    payment = await assert_paid(stack, page, session)
+    assert payment["three_d_secure"]["authentication_flow"] == "frictionless"

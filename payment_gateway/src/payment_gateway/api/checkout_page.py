@@ -117,9 +117,16 @@ def _message(
     *,
     link: tuple[str, str] | None = None,
     refresh: bool = False,
+    go_on: bool = False,
     headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    context = {"heading": heading, "message": message, "link": link, "refresh": refresh}
+    context = {
+        "heading": heading,
+        "message": message,
+        "link": link,
+        "refresh": refresh,
+        "go_on": go_on,  # follow the link at once (by script)
+    }
     return _page("checkout/message.html", status_code, context, headers=headers)
 
 
@@ -181,12 +188,27 @@ def _form(
     return _page("checkout/form.html", status_code, context, origins)
 
 
-def _outcome(services: Services, view: CheckoutView) -> Response:
+def _complete(session: CheckoutSession, *, go_on: bool = False) -> HTMLResponse:
+    return _message(
+        200,
+        "Payment complete",
+        "Thank you: your payment was received.",
+        link=(session.success_redirect(), "Return to the shop"),
+        go_on=go_on,
+    )
+
+
+def _outcome(services: Services, view: CheckoutView, *, from_bank: bool = False) -> Response:
     """The page for where a session stands after a post (or a return from the bank)."""
     session, payment = view.session, view.payment
     if session is None:
         return _unavailable()
     if session.status is CheckoutStatus.COMPLETE:
+        if from_bank:
+            # The bank's page posted the form that led here, and its CSP form-action (which
+            # browsers apply to every redirect after a post) allows only this gateway: a 303
+            # on to the shop would be blocked. This page goes on to it by itself instead.
+            return _complete(session, go_on=True)
         return _see_other(session.success_redirect())
     if session.status is CheckoutStatus.EXPIRED:
         if session.declines >= MAX_DECLINES:
@@ -254,12 +276,7 @@ async def checkout_page(session_id: str, request: Request) -> Response:
     if session is None:
         return _unavailable()
     if session.status is CheckoutStatus.COMPLETE:
-        return _message(
-            200,
-            "Payment complete",
-            "Thank you: your payment was received.",
-            link=(session.success_redirect(), "Return to the shop"),
-        )
+        return _complete(session)
     if not services.checkout.accepts_payment(session):
         return _unavailable()
     challenge = _challenge_url(view.payment)
@@ -283,7 +300,7 @@ async def challenge_return(session_id: str, request: Request) -> Response:
     services = await _admit(request)
     if isinstance(services, Response):
         return services
-    return _outcome(services, await services.checkout.view(session_id))
+    return _outcome(services, await services.checkout.view(session_id), from_bank=True)
 
 
 @checkout_page_router.post(CHECKOUT_PATH + "{session_id}")
