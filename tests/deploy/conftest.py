@@ -69,6 +69,7 @@ class Facts:
             "WEBHOOK_TIMEOUT_SECONDS",
             # Where the bank sends shoppers back after 3-D Secure (https in production).
             "PUBLIC_URL",
+            "BANK_PUBLIC_URL",
         }
     )
     # The port the gateway serves Prometheus /metrics on (METRICS_PORT's default), never 8080.
