@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -75,15 +76,20 @@ def gateway_settings(database_url: str, data_dir: Path, **overrides: object) -> 
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    bank = FakeBank()
-    settings = gateway_settings(database_url, tmp_path)
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings, bank: FakeBank) -> AsyncIterator[Gateway]:
+    """The app on ``settings`` and ``bank``, started, with a client over ASGI."""
     app = create_app(settings, bank=bank, run_reconciler=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             yield Gateway(client, bank, app, settings)
+
+
+@pytest.fixture
+async def gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with running_gateway(gateway_settings(database_url, tmp_path), FakeBank()) as gw:
+        yield gw
 
 
 def pytest_asyncio_loop_factories(

@@ -11,11 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fakes import FakeBank
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.payment import PaymentRequest
-from payment_gateway.main import create_app
 
 from .checkout_helpers import (
     DECLINED,
@@ -29,7 +27,7 @@ from .checkout_helpers import (
     payments_of,
     read_session,
 )
-from .conftest import Gateway, gateway_settings
+from .conftest import Gateway, gateway_settings, running_gateway
 
 NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 
@@ -235,13 +233,8 @@ class SlowBank(FakeBank):
 
 @pytest.fixture
 async def slow_gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    bank = SlowBank()
-    settings = gateway_settings(database_url, tmp_path)
-    app = create_app(settings, bank=bank, run_reconciler=False)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield Gateway(client, bank, app, settings)
+    async with running_gateway(gateway_settings(database_url, tmp_path), SlowBank()) as gateway:
+        yield gateway
 
 
 @pytest.mark.parametrize("number", [SUCCEEDS, DECLINED])
@@ -297,11 +290,8 @@ async def test_the_page_is_rate_limited_per_client_address(
     settings = gateway_settings(
         database_url, tmp_path, rate_limit_unauthenticated_per_second=1, rate_limit_per_second=1
     )
-    app = create_app(settings, bank=FakeBank(), run_reconciler=False)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            answers = [await client.get(page_path("cs_unknown")) for _ in range(4)]
+    async with running_gateway(settings, FakeBank()) as gateway:
+        answers = [await gateway.client.get(page_path("cs_unknown")) for _ in range(4)]
     assert [answer.status_code for answer in answers] == [404, 404, 429, 429]
     assert_page_headers(answers[-1])
     assert int(answers[-1].headers["retry-after"]) >= 1

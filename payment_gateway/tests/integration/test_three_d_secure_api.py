@@ -6,14 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fakes import CHALLENGE_CARD, FakeBank
 from payment_gateway.api.schemas import PaymentOut
-from payment_gateway.main import create_app
 
-from .conftest import MERCHANT_ONE, MERCHANT_TWO, Gateway, gateway_settings, payment_body
+from .conftest import (
+    MERCHANT_ONE,
+    MERCHANT_TWO,
+    Gateway,
+    gateway_settings,
+    payment_body,
+    running_gateway,
+)
 
 RETURN_URL = "https://shop.example/orders/1234/paid?step=3ds"
 
@@ -151,13 +155,9 @@ async def test_a_bad_return_url_is_refused_naming_the_field(
 @pytest.fixture
 async def hurried_gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     """A gateway whose challenges expire after half a second."""
-    bank = FakeBank()
     settings = gateway_settings(database_url, tmp_path, challenge_ttl_seconds=0.5)
-    app = create_app(settings, bank=bank, run_reconciler=False)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield Gateway(client, bank, app, settings)
+    async with running_gateway(settings, FakeBank()) as gateway:
+        yield gateway
 
 
 async def test_a_challenge_never_answered_fails_through_the_reconciler(
