@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from live_services import Service, free_port, start_service
+from playwright.async_api import Page
 from return_site import ReturnSite
 
 BANK_API_KEY = "browser-test-bank-key-0123456789abcdef"
@@ -32,6 +33,13 @@ class Stack:
     def api(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.gateway.url, headers=MERCHANT, timeout=10)
 
+    async def call(self, method: str, path: str, status: int = 200, **request: Any) -> Any:
+        """The merchant's API: the JSON answer, which must come with ``status``."""
+        async with self.api() as api:
+            response = await api.request(method, path, **request)
+        assert response.status_code == status, response.text
+        return response.json()
+
     async def create_session(self, **overrides: object) -> dict[str, Any]:
         """A checkout session of the demo merchant, coming back to the shop."""
         order = uuid.uuid4().hex[:12]
@@ -43,31 +51,32 @@ class Stack:
             "cancel_url": f"{self.shop.origin}/cart?order={order}",
         }
         body.update(overrides)
-        async with self.api() as api:
-            response = await api.post("/api/v1/checkout-sessions", json=body)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
+        created: dict[str, Any] = await self.call(
+            "POST", "/api/v1/checkout-sessions", 201, json=body
+        )
         return created
 
+    async def create_payment(self, body: dict[str, object]) -> dict[str, Any]:
+        """A payment of the demo merchant, made through the API (the merchant's own page)."""
+        created: dict[str, Any] = await self.call("POST", "/api/v1/payments", 201, json=body)
+        return created
+
+    async def payment(self, payment_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self.call("GET", f"/api/v1/payments/{payment_id}")
+        return found
+
     async def session(self, session_id: str) -> dict[str, Any]:
-        async with self.api() as api:
-            response = await api.get(f"/api/v1/checkout-sessions/{session_id}")
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
+        found: dict[str, Any] = await self.call("GET", f"/api/v1/checkout-sessions/{session_id}")
         return found
 
     async def payments(self, reference: str) -> list[dict[str, Any]]:
         """The merchant's payments of one order, newest first."""
-        async with self.api() as api:
-            response = await api.get("/api/v1/payments", params={"reference": reference})
-        assert response.status_code == 200, response.text
-        found: list[dict[str, Any]] = response.json()["data"]
+        page = await self.call("GET", "/api/v1/payments", params={"reference": reference})
+        found: list[dict[str, Any]] = page["data"]
         return found
 
     async def expire(self, session_id: str) -> None:
-        async with self.api() as api:
-            response = await api.post(f"/api/v1/checkout-sessions/{session_id}/expire")
-        assert response.status_code == 200, response.text
+        await self.call("POST", f"/api/v1/checkout-sessions/{session_id}/expire")
 
     async def deposit(self, payment_id: str) -> dict[str, Any]:
         """What the bank recorded of a payment (its deposit, by the payment id)."""
@@ -85,6 +94,13 @@ class Stack:
         """The shop's visits of ``path`` for this session's order."""
         order = session["reference"].removeprefix("order-")
         return [v for v in self.shop.visits if v.startswith(f"{path}?order={order}")]
+
+
+async def answer_challenge(page: Page, code: str) -> None:
+    """On the bank simulator's page: type the one-time code and submit it."""
+    await page.get_by_role("heading", name="Your bank wants to confirm it's you").wait_for()
+    await page.get_by_label("One-time code").fill(code)
+    await page.get_by_role("button", name="Submit").click()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from browser_testing import BROWSER_TESTS, assert_accessible
 from playwright.async_api import Browser, Page
 
-from .conftest import Stack
+from .conftest import Stack, answer_challenge
 
 pytestmark = BROWSER_TESTS
 
@@ -206,13 +206,6 @@ async def test_a_pending_payment_shows_a_page_that_looks_again(page: Page, stack
 
 
 CHALLENGE, FRICTIONLESS = "4000000000003220", "4000000000003055"
-
-
-async def answer_challenge(page: Page, code: str) -> None:
-    """On the bank simulator's page: type the one-time code and submit it."""
-    await page.get_by_role("heading", name="Your bank wants to confirm it's you").wait_for()
-    await page.get_by_label("One-time code").fill(code)
-    await page.get_by_role("button", name="Submit").click()
 
 
 async def test_a_3_d_secure_challenge_then_back_to_the_shop(page: Page, stack: Stack) -> None:

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from fakes import FakeBank
+from gateway_pages import assert_page_headers, goes_on_to
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.payment import PaymentRequest
 
@@ -28,31 +28,6 @@ from .checkout_helpers import (
     read_session,
 )
 from .conftest import Gateway, gateway_settings, running_gateway
-
-NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
-
-
-def assert_page_headers(response: httpx.Response) -> str:
-    """The headers every page carries; the nonce its CSP allows."""
-    assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["cache-control"] == "no-store"
-    assert response.headers["referrer-policy"] == "no-referrer"
-    assert response.headers["x-content-type-options"] == "nosniff"
-    policy = response.headers["content-security-policy"]
-    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
-    assert directives["default-src"] == "'self'"
-    assert directives["frame-ancestors"] == "'none'"
-    assert directives["base-uri"] == "'none'"
-    nonces = set(NONCE.findall(policy))
-    assert len(nonces) == 1
-    nonce: str = nonces.pop()
-    assert directives["script-src"] == f"'nonce-{nonce}'"
-    # Every inline style and script carries it; nothing is loaded from elsewhere.
-    assert re.findall(r"<(?:style|script)\b[^>]*>", response.text) == [
-        tag for tag in re.findall(r"<(?:style|script)\b[^>]*>", response.text) if nonce in tag
-    ]
-    assert not re.search(r"<(?:link|img|script)\b[^>]*\b(?:src|href)=", response.text)
-    return nonce
 
 
 async def test_the_page_shows_the_merchant_amount_and_an_accessible_form(gateway: Gateway) -> None:
@@ -326,19 +301,16 @@ async def test_a_challenge_card_goes_to_the_bank_and_back_to_the_success_url(
 
     gateway.bank.answer_challenge(payment_id, passed=True)
     back = await gateway.client.get(f"/3ds/return/{payment_id}")  # where the bank sends it
-    assert back.status_code == 303
-    assert back.headers["location"] == (
+    went_on = goes_on_to(back)
+    assert went_on == (
         f"http://127.0.0.1:8080/checkout/{created['id']}/return?payment_id={payment_id}"
     )
-    landed = await gateway.client.get(urlsplit(back.headers["location"]).path)
+    landed = await gateway.client.get(urlsplit(went_on).path)
 
-    # Not a 303: the bank page's form-action would block a redirect on to the shop, so this
-    # page goes on by script, with a link for a browser without one.
-    assert landed.status_code == 200
-    assert_page_headers(landed)
-    success = f"https://shop.example/thanks?order=77&amp;session_id={created['id']}"
-    assert f'href="{success}"' in landed.text
-    assert "window.location.replace(" in landed.text
+    assert landed.status_code == 303
+    assert landed.headers["location"] == (
+        f"https://shop.example/thanks?order=77&session_id={created['id']}"
+    )
     session = await read_session(gateway, created["id"])
     assert (session["status"], session["payment_status"]) == ("complete", "paid")
     assert [deposit[0] for deposit in gateway.bank.deposits] == [payment_id]

@@ -16,19 +16,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from babel.numbers import format_currency, get_currency_precision
 from fastapi import APIRouter, Request
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from payment_gateway.api.checkout_form import read_card_form
 from payment_gateway.api.dependencies import limit_by_address
+from payment_gateway.api.html_pages import message_page, render_page
 from payment_gateway.api.rate_limit import RateLimited
 from payment_gateway.bootstrap import Services
 from payment_gateway.domain.checkout import (
@@ -48,12 +47,6 @@ _MAX_FORM_BYTES = 4096
 _CSRF_CONTEXT = b"payment-gateway checkout csrf v1"
 
 checkout_page_router = APIRouter(include_in_schema=False)
-
-_templates = Environment(
-    loader=PackageLoader("payment_gateway", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    auto_reload=False,
-)
 
 _DECLINE_MESSAGES = {
     "insufficient_funds": "Your card was declined: insufficient funds.",
@@ -80,59 +73,9 @@ def csrf_token(secret: bytes, session_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def security_headers(nonce: str, form_origins: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every page's headers: a strict CSP (style and script only with this response's nonce;
-    forms only to here and where their answer may redirect), no caching, no referrer."""
-    form_action = " ".join(dict.fromkeys(("'self'", *form_origins)))
-    policy = (
-        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-        f"img-src 'self' data:; form-action {form_action}; frame-ancestors 'none'; "
-        "base-uri 'none'; object-src 'none'"
-    )
-    return {
-        "Content-Security-Policy": policy,
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        "X-Frame-Options": "DENY",
-    }
-
-
-def _page(
-    template: str,
-    status_code: int,
-    context: Mapping[str, object],
-    form_origins: tuple[str, ...] = (),
-    headers: Mapping[str, str] | None = None,
-) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(18)
-    html = _templates.get_template(template).render(**context, nonce=nonce)
-    all_headers = {**security_headers(nonce, form_origins), **(headers or {})}
-    return HTMLResponse(html, status_code, headers=all_headers)
-
-
-def _message(
-    status_code: int,
-    heading: str,
-    message: str,
-    *,
-    link: tuple[str, str] | None = None,
-    refresh: bool = False,
-    go_on: bool = False,
-    headers: Mapping[str, str] | None = None,
-) -> HTMLResponse:
-    context = {
-        "heading": heading,
-        "message": message,
-        "link": link,
-        "refresh": refresh,
-        "go_on": go_on,  # follow the link at once (by script)
-    }
-    return _page("checkout/message.html", status_code, context, headers=headers)
-
-
 def _unavailable() -> HTMLResponse:
     """No such session, another's guess, or an expired one: the same page, revealing nothing."""
-    return _message(
+    return message_page(
         404,
         "This payment page is not available",
         "The link is not valid or has expired. Go back to the shop to start again.",
@@ -151,7 +94,7 @@ def _challenge_url(payment: Payment | None) -> str | None:
     return three_d_secure.challenge_url if three_d_secure is not None else None
 
 
-def _decline_message(payment: Payment | None, session: CheckoutSession) -> str | None:
+def _declinemessage_page(payment: Payment | None, session: CheckoutSession) -> str | None:
     if payment is None or payment.status is not PaymentStatus.FAILED:
         return None
     reason = _DECLINE_MESSAGES.get(payment.decline_reason or "", "Your card was declined.")
@@ -185,34 +128,28 @@ def _form(
     # The form's answer redirects to success_url or the bank's challenge page: CSP's
     # form-action covers those redirects too.
     origins = (web_origin(services.settings.bank_public_url), web_origin(session.success_url))
-    return _page("checkout/form.html", status_code, context, origins)
+    return render_page("checkout/form.html", status_code, context, origins)
 
 
-def _complete(session: CheckoutSession, *, go_on: bool = False) -> HTMLResponse:
-    return _message(
+def _complete(session: CheckoutSession) -> HTMLResponse:
+    return message_page(
         200,
         "Payment complete",
         "Thank you: your payment was received.",
         link=(session.success_redirect(), "Return to the shop"),
-        go_on=go_on,
     )
 
 
-def _outcome(services: Services, view: CheckoutView, *, from_bank: bool = False) -> Response:
+def _outcome(services: Services, view: CheckoutView) -> Response:
     """The page for where a session stands after a post (or a return from the bank)."""
     session, payment = view.session, view.payment
     if session is None:
         return _unavailable()
     if session.status is CheckoutStatus.COMPLETE:
-        if from_bank:
-            # The bank's page posted the form that led here, and its CSP form-action (which
-            # browsers apply to every redirect after a post) allows only this gateway: a 303
-            # on to the shop would be blocked. This page goes on to it by itself instead.
-            return _complete(session, go_on=True)
         return _see_other(session.success_redirect())
     if session.status is CheckoutStatus.EXPIRED:
         if session.declines >= MAX_DECLINES:
-            return _message(
+            return message_page(
                 200,
                 "This payment page is closed",
                 "Too many cards were declined, so this page was closed to protect you. "
@@ -226,14 +163,14 @@ def _outcome(services: Services, view: CheckoutView, *, from_bank: bool = False)
         return _see_other(challenge)  # the bank's 3-D Secure page (again, if need be)
     if session.payment_pending:
         return _see_other(f"{CHECKOUT_PATH}{session.id}")  # the processing page
-    alert = _decline_message(payment, session)
+    alert = _declinemessage_page(payment, session)
     if view.stale and alert is None:
         alert = "This form was already sent. Check the details and try again."
     return _form(services, session, alert=alert)
 
 
 def _pending_page(session: CheckoutSession) -> HTMLResponse:
-    return _message(
+    return message_page(
         200,
         "Your payment is being processed",
         "We are waiting for your bank's answer. This page looks again every few seconds; "
@@ -249,7 +186,7 @@ async def _admit(request: Request) -> Services | Response:
     try:
         await limit_by_address(request)
     except RateLimited as refused:
-        return _message(
+        return message_page(
             429,
             "Too many requests",
             "Please wait a moment, then try again.",
@@ -281,7 +218,7 @@ async def checkout_page(session_id: str, request: Request) -> Response:
         return _unavailable()
     challenge = _challenge_url(view.payment)
     if challenge is not None:
-        return _message(
+        return message_page(
             200,
             "Confirm the payment with your bank",
             "Your bank asked to confirm it's you before this payment goes through.",
@@ -295,12 +232,13 @@ async def checkout_page(session_id: str, request: Request) -> Response:
 @checkout_page_router.get(CHECKOUT_PATH + "{session_id}/return")
 async def challenge_return(session_id: str, request: Request) -> Response:
     """Back from the bank's 3-D Secure page (through ``/3ds/return/{payment_id}``, which has
-    settled the payment server-side). Its query is not trusted: the session says where the
-    payment stands."""
+    settled the payment server-side and sent the browser on here by script, so a redirect
+    from here is no longer one after the bank page's form post). Its query is not trusted:
+    the session says where the payment stands."""
     services = await _admit(request)
     if isinstance(services, Response):
         return services
-    return _outcome(services, await services.checkout.view(session_id), from_bank=True)
+    return _outcome(services, await services.checkout.view(session_id))
 
 
 @checkout_page_router.post(CHECKOUT_PATH + "{session_id}")
@@ -310,7 +248,7 @@ async def submit_card(session_id: str, request: Request) -> Response:
         return services
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type not in _FORM_TYPES:
-        return _message(415, "This form cannot be accepted", "Send the form from its page.")
+        return message_page(415, "This form cannot be accepted", "Send the form from its page.")
     declared = request.headers.get("content-length", "")
     form = (
         None
@@ -318,11 +256,11 @@ async def submit_card(session_id: str, request: Request) -> Response:
         else await _read_form(request)
     )
     if form is None:
-        return _message(413, "This form cannot be accepted", "Send the form from its page.")
+        return message_page(413, "This form cannot be accepted", "Send the form from its page.")
     token = form.get("csrf_token")
     expected = csrf_token(services.settings.idempotency_key_bytes, session_id)
     if not isinstance(token, str) or not hmac.compare_digest(token, expected):
-        return _message(
+        return message_page(
             403,
             "This form cannot be accepted",
             "It was not sent from this payment page. Go back to the shop and start again.",
@@ -345,7 +283,7 @@ async def submit_card(session_id: str, request: Request) -> Response:
     try:
         view = await services.checkout.pay(session_id, int(attempt), card_form.card)
     except GatewayError:
-        return _message(
+        return message_page(
             503,
             "We could not take your payment",
             "Something went wrong on our side. Nothing new was charged: wait a moment, then "

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from payment_gateway.api.checkout_form import read_card_form
-from payment_gateway.api.checkout_page import csrf_token, format_amount, security_headers
+from payment_gateway.api.checkout_page import csrf_token, format_amount
+from payment_gateway.api.html_pages import security_headers
 
 NOW = datetime(2030, 6, 15, tzinfo=UTC)
 FORM = {
