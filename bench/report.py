@@ -33,6 +33,9 @@ TARGET_P99_MS = 150
 TARGET_CPU_MS_PER_PAYMENT = 1.0
 TARGET_BARE_FRACTION = 1 / 16
 STRETCH_PAYMENTS_PER_SECOND = 1750
+# Issue 13: the Go original's level on the same machine, against the bare endpoint (c64).
+TARGET_BARE_FRACTION_AT = {16: 0.15, 64: 0.14}
+MAX_CPU_OVER_BARE = 4.0
 # Issue 8: a merchant flooding the gateway leaves another's p99 within this factor of its
 # figure on a quiet gateway.
 MAX_FLOODED_P99_RATIO = 2
@@ -144,6 +147,7 @@ def check_targets(
                 headline.per_second >= bare.per_second * TARGET_BARE_FRACTION,
             )
         )
+        targets += against_the_bare_endpoint(runs, bare)
     targets += [
         TargetCheck(
             "nothing lost, no duplicates (payment rows vs 2xx answers)",
@@ -173,6 +177,34 @@ def check_targets(
         )
     )
     return tuple(targets)
+
+
+def against_the_bare_endpoint(runs: Sequence[RunResult], bare: RunResult) -> list[TargetCheck]:
+    """Issue 13's targets, for each all-4242 run at a load it names: payments/s as a share of
+    the bare endpoint's requests/s, and gateway CPU per payment as a multiple of its CPU per
+    request."""
+    bare_cpu = bare.cpu_ms_per_request["bare"]
+    targets = []
+    for run in runs:
+        fraction = TARGET_BARE_FRACTION_AT.get(run.connections)
+        if not run.name.startswith("gateway 4242") or fraction is None:  # not the soak
+            continue
+        share = run.per_second / bare.per_second
+        cpu = run.cpu_ms_per_request["gateway"] / bare_cpu
+        targets += [
+            TargetCheck(
+                f"payments/s at c{run.connections} >= {fraction:.2f} x bare endpoint",
+                f"{share:.3f} x",
+                share >= fraction,
+            ),
+            TargetCheck(
+                f"gateway CPU/payment at c{run.connections} <= {MAX_CPU_OVER_BARE:.0f} x "
+                "bare CPU/request",
+                f"{cpu:.1f} x",
+                cpu <= MAX_CPU_OVER_BARE,
+            ),
+        ]
+    return targets
 
 
 def check_fair_use_targets(runs: Sequence[FairUseRun]) -> tuple[TargetCheck, ...]:

@@ -4,8 +4,8 @@
    the database round trips of the gateway can be counted apart from any other client);
 2. starts the bank simulator (1 worker) and the gateway (one worker per core) with uvicorn,
    uvloop and httptools, as in production, and warms the gateway up;
-3. drives the gateway with wrk (bench/load.lua): all-4242 at c16 and c64, a mix of the three
-   card outcomes at c64, and optionally a long c64 soak for memory flatness — measuring
+3. drives the gateway with wrk (bench/load.lua): all-4242 at c1, c4, c16 and c64, a mix of
+   the three card outcomes at c64, and optionally a long c64 soak for memory flatness — measuring
    payments/s, latency, errors, CPU per payment (/proc), database statements per payment and
    the RSS of every process;
 4. checks that every payment answered 2xx is in the database (nothing lost);
@@ -143,6 +143,8 @@ def measure_gateway(options: Options, harness: Harness) -> tuple[list[RunResult]
     harness.warm_up("gateway", "payments", options.warmup)
     rss_after_warmup = rss_snapshot_mib(harness.processes(watched))
     plan: list[tuple[str, LoadMode, int, int]] = [
+        ("gateway 4242", "payments", 1, options.duration),
+        ("gateway 4242", "payments", 4, options.duration),
         ("gateway 4242", "payments", 16, options.duration),
         ("gateway 4242", "payments", 64, options.duration),
         ("gateway mixed outcomes", "mixed", 64, options.duration),

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import build_report, check_fair_use_targets, check_targets, write_results
+from bench.report import (
+    against_the_bare_endpoint,
+    build_report,
+    check_fair_use_targets,
+    check_targets,
+    write_results,
+)
 from bench.results import Report, load_report
 from tests.bench.fair_use_sample import fair_use_run, with_fair_use
 from tests.bench.stored_results import STORED_JSON
@@ -147,3 +153,25 @@ def test_a_fair_use_only_run_has_no_headline_targets_and_its_own_files(
     assert [t.met for t in report.fair_use.targets] == [True]
     assert sorted(p.name for p in written) == ["latest-fair-use.json", "latest-fair-use.md"]
     assert load_report(tmp_path / "latest-fair-use.json") == report
+
+
+def test_the_go_originals_level_is_checked_at_c16_and_c64(soak_report: Report) -> None:
+    c16, c64 = soak_report.runs[0], soak_report.runs[1]
+    bare = soak_report.limits[1]
+    fast_c16 = dataclasses.replace(
+        c16,
+        per_second=bare.per_second * 0.16,
+        cpu_ms_per_request={
+            **c16.cpu_ms_per_request,
+            "gateway": bare.cpu_ms_per_request["bare"] * 3,
+        },
+    )
+
+    targets = against_the_bare_endpoint((fast_c16, c64, *soak_report.runs[2:]), bare)
+
+    assert [(t.target, t.value, t.met) for t in targets] == [
+        ("payments/s at c16 >= 0.15 x bare endpoint", "0.160 x", True),
+        ("gateway CPU/payment at c16 <= 4 x bare CPU/request", "3.0 x", True),
+        ("payments/s at c64 >= 0.14 x bare endpoint", "0.139 x", False),
+        ("gateway CPU/payment at c64 <= 4 x bare CPU/request", "6.3 x", False),
+    ]  # the soak (a c64 all-4242 run too) is not checked again
