@@ -23,6 +23,7 @@ from fakes import FakeBank
 from payment_gateway.bootstrap import Services
 from payment_gateway.main import create_app
 from payment_gateway.storage.tables import events, webhook_deliveries, webhook_endpoints
+from payment_gateway.storage.webhooks import SqlWebhookRepository
 from sqlalchemy import func, select, update
 from webhook_receiver import Answer, WebhookReceiver
 
@@ -173,6 +174,41 @@ async def test_the_worker_delivers_a_new_event_without_waiting_for_its_poll(
             worker.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await worker
+
+
+async def test_events_committed_together_go_out_in_one_cycle_without_a_retry_scan(
+    database_url: str,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cycles: list[str] = []
+    for name in ("fan_out", "claim_due"):
+        original = getattr(SqlWebhookRepository, name)
+
+        async def counted(self: Any, *args: Any, _name: str = name, _f: Any = original) -> Any:
+            cycles.append(_name)
+            return await _f(self, *args)
+
+        monkeypatch.setattr(SqlWebhookRepository, name, counted)
+    async for hooked in _hooked(database_url, tmp_path, receiver, webhook_poll_interval_seconds=60):
+        cycles.clear()  # the fixture's own deliveries
+        worker = asyncio.create_task(hooked.services.delivery.run_forever())
+        try:
+            await asyncio.sleep(0.2)  # the first cycle (with its retry scan), then it waits
+            assert cycles == ["fan_out", "claim_due"]
+            # Four payments, each waking the worker as it commits, within its linger.
+            paid = await asyncio.gather(*(hooked.pay() for _ in range(4)))
+            arrived = await receiver.wait_for(4, timeout=5)
+            assert {r.json()["data"]["object"]["id"] for r in arrived} == {p["id"] for p in paid}
+            await asyncio.sleep(0.2)
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+    # The wakes of the four commits made one more cycle (at most two, if the first payment's
+    # came before the others' linger), and retries are left to the 60 s poll.
+    assert cycles[2:] in (["fan_out"], ["fan_out", "fan_out"])
 
 
 async def test_a_failing_receiver_gets_the_retries_then_the_event(hooked: Hooked) -> None:
