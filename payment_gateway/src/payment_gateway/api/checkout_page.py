@@ -94,7 +94,7 @@ def _challenge_url(payment: Payment | None) -> str | None:
     return three_d_secure.challenge_url if three_d_secure is not None else None
 
 
-def _declinemessage_page(payment: Payment | None, session: CheckoutSession) -> str | None:
+def _decline_message(payment: Payment | None, session: CheckoutSession) -> str | None:
     if payment is None or payment.status is not PaymentStatus.FAILED:
         return None
     reason = _DECLINE_MESSAGES.get(payment.decline_reason or "", "Your card was declined.")
@@ -163,7 +163,7 @@ def _outcome(services: Services, view: CheckoutView) -> Response:
         return _see_other(challenge)  # the bank's 3-D Secure page (again, if need be)
     if session.payment_pending:
         return _see_other(f"{CHECKOUT_PATH}{session.id}")  # the processing page
-    alert = _declinemessage_page(payment, session)
+    alert = _decline_message(payment, session)
     if view.stale and alert is None:
         alert = "This form was already sent. Check the details and try again."
     return _form(services, session, alert=alert)
