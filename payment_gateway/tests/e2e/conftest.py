@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,9 +88,9 @@ def gateway_env(workdir: Path, bank_url: str, **overrides: str) -> dict[str, str
     }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(workdir: Path, **gateway_overrides: str) -> Iterator[Stack]:
+    """The bank and a two-worker gateway in front of it, stopped on the way out."""
     bank = start_service("bank", "bank_simulator.main:app", free_port(), workdir, bank_env())
     try:
         gateway = start_service(
@@ -97,13 +98,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "payment_gateway.main:app",
             free_port(),
             workdir,
-            gateway_env(workdir, bank.url),
+            gateway_env(workdir, bank.url, **gateway_overrides),
             "--workers",
             "2",
         )
     except Exception:
         bank.stop()
         raise
-    yield Stack(bank, gateway, workdir)
-    gateway.stop()
-    bank.stop()
+    try:
+        yield Stack(bank, gateway, workdir)
+    finally:
+        gateway.stop()
+        bank.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as services:
+        yield services
