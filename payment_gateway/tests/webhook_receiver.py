@@ -75,6 +75,7 @@ class WebhookReceiver:
     default: Answer = field(default_factory=Answer)
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port, chosen at the first start and kept across restarts
+    tls: tuple[str, str] | None = None  # (certificate file, key file): https instead of http
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,7 +90,8 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{PATH}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}{PATH}"
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -148,6 +150,8 @@ class WebhookReceiver:
             interface="asgi3",  # a bound method: uvicorn would guess ASGI 2
             timeout_graceful_shutdown=1,  # a slow answer in progress does not hold up a stop
             access_log=False,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from payment_gateway.domain.webhooks import WebhookMessage, new_webhook_secret
 from payment_gateway.webhooks.addresses import UrlGuard
 from payment_gateway.webhooks.sender import USER_AGENT, HttpWebhookSender
@@ -108,6 +111,61 @@ async def test_a_redirect_is_not_followed(sender: HttpWebhookSender) -> None:
         assert (result.status_code, result.error) == (307, "redirects are not followed")
         assert len(first.requests) == 1
         assert elsewhere.requests == []
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_receiver(authority: trustme.CA, tmp_path: Path) -> Iterator[WebhookReceiver]:
+    """A receiver on https with a certificate for hooks.merchant.test only."""
+    certificate = authority.issue_cert("hooks.merchant.test")
+    certificate.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    certificate.private_key_pem.write_to_path(tmp_path / "key.pem")
+    with WebhookReceiver(
+        secrets=[NEW], tls=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    ) as running:
+        yield running
+
+
+def tls_sender(authority: trustme.CA) -> HttpWebhookSender:
+    trusted = ssl.create_default_context()
+    authority.configure_trust(trusted)
+    return HttpWebhookSender(
+        UrlGuard(allow_private=True, resolver=local_names), tls_context=trusted
+    )
+
+
+async def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    tls_receiver: WebhookReceiver, authority: trustme.CA
+) -> None:
+    sender = tls_sender(authority)
+    try:
+        url = f"https://hooks.merchant.test:{tls_receiver.port}/webhooks"
+        first, second = [await sender.send(url, message(f"evt_{n}")) for n in (1, 2)]
+    finally:
+        await sender.aclose()
+    assert first.delivered, first
+    assert second.delivered, second
+    assert [r.verified for r in tls_receiver.requests] == [True, True]
+    assert tls_receiver.requests[0].headers["host"] == f"hooks.merchant.test:{tls_receiver.port}"
+
+
+async def test_https_to_a_name_the_certificate_does_not_cover_is_a_tls_error(
+    tls_receiver: WebhookReceiver, authority: trustme.CA
+) -> None:
+    sender = tls_sender(authority)
+    try:
+        result = await sender.send(
+            f"https://other.merchant.test:{tls_receiver.port}/webhooks", message()
+        )
+    finally:
+        await sender.aclose()
+    assert result.status_code is None
+    assert str(result.error).startswith("tls error"), result.error
+    assert tls_receiver.requests == []  # nothing was sent to a server that is not the name
 
 
 @pytest.mark.parametrize("status", [410, 500])
@@ -227,7 +285,7 @@ async def test_many_hosts_share_no_pool_and_idle_pools_are_closed(
         for name in ("a.test", "b.test", "c.test"):
             url = f"http://{name}:{receiver.port}/webhooks"
             assert (await sender.send(url, message())).delivered
-        assert len(sender._clients) == 2
+        assert len(sender._pools) == 2
     finally:
         await sender.aclose()
     assert [r.headers["host"].split(":")[0] for r in receiver.requests] == [

@@ -11,6 +11,7 @@ the sender then connects to exactly the addresses checked, never resolving the n
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,7 @@ class UrlGuard:
         return list(dict.fromkeys(valid))  # each address once, in the resolver's order
 
 
+@functools.lru_cache(maxsize=1024)  # every send checks its URL again; the parse is pure
 def _parse(url: str) -> tuple[str, str, int]:
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeWebhookUrl(f"url must be at most {MAX_URL_LENGTH} characters")
