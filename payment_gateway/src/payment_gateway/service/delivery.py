@@ -30,6 +30,7 @@ from payment_gateway.service.ports import (
     WebhookSender,
     WebhookUnitOfWorkFactory,
 )
+from payment_gateway.service.storage_retry import retrying_storage
 
 log = structlog.get_logger(__name__)
 
@@ -144,13 +145,25 @@ class WebhookDelivery:
         policy = self._policy
         now = self._clock()
         lease_until = now + timedelta(seconds=policy.lease_seconds)
-        async with self._uow() as uow:
-            due = await uow.webhooks.fan_out(now, policy.batch_size, lease_until)
-            await uow.commit()
-        if with_retries and len(due) < policy.batch_size:
+
+        async def fan_out() -> list[DueDelivery]:
             async with self._uow() as uow:
-                due += await uow.webhooks.claim_due(now, policy.batch_size - len(due), lease_until)
+                fresh = await uow.webhooks.fan_out(now, policy.batch_size, lease_until)
                 await uow.commit()
+            return fresh
+
+        async def claim_retries(limit: int) -> list[DueDelivery]:
+            async with self._uow() as uow:
+                due = await uow.webhooks.claim_due(now, limit, lease_until)
+                await uow.commit()
+            return due
+
+        # A deadlock with another replica's claim, or with the writes of new events, rolled
+        # the claim back: nothing was claimed, so it simply runs again.
+        due = await retrying_storage(fan_out)
+        if with_retries and len(due) < policy.batch_size:
+            room = policy.batch_size - len(due)
+            due += await retrying_storage(lambda: claim_retries(room))
         return due
 
     async def _send_and_record(self, due: list[DueDelivery]) -> None:
@@ -160,16 +173,21 @@ class WebhookDelivery:
                 self._outcome(delivery, attempted_at, result)
                 for delivery, (attempted_at, result) in zip(due, results, strict=True)
             ]
-            async with self._uow() as uow:
-                await uow.webhooks.record_outcomes(
-                    outcomes, self._clock() - self._policy.schedule.disable_after
-                )
-                await uow.commit()
+            # Run again after a deadlock (nothing was written): left unrecorded, every
+            # webhook of the batch would be sent a second time once its lease ran out.
+            await retrying_storage(lambda: self._record(outcomes))
         except Exception:  # not recorded: the deliveries are sent again after their lease
             log.exception("webhook_batch_not_recorded", deliveries=len(due))
             return
         for outcome in outcomes:
             _count(outcome)
+
+    async def _record(self, outcomes: list[DeliveryOutcome]) -> None:
+        async with self._uow() as uow:
+            await uow.webhooks.record_outcomes(
+                outcomes, self._clock() - self._policy.schedule.disable_after
+            )
+            await uow.commit()
 
     async def housekeeping(self) -> None:
         """Drop events past their retention; measure how far behind delivery is."""
