@@ -42,6 +42,12 @@ def deposits_logged(bank: Service, reference: str | None = None) -> list[str]:
     ]
 
 
+def mentions_cvv(log: str, cvv: str) -> bool:
+    """The CVV as a number of its own in the log: not inside a hex id or a timestamp's
+    microseconds, where any four digits turn up sooner or later."""
+    return re.search(rf"(?<![0-9a-fA-F]){cvv}(?![0-9a-fA-F])", log) is not None
+
+
 def bank_deposit(bank: Service, payment_id: str) -> dict[str, object]:
     """The bank's own record of a deposit (its inquiry endpoint)."""
     response = httpx.get(f"{bank.url}/api/v1/deposits/{payment_id}", headers=BANK_AUTH)
