@@ -10,8 +10,10 @@ send timeout, so no attempt is sent twice at once. A payment never waits for any
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -28,11 +30,14 @@ from payment_gateway.service.ports import (
     DueDelivery,
     SecretCipher,
     WebhookSender,
+    WebhookUnitOfWork,
     WebhookUnitOfWorkFactory,
 )
 from payment_gateway.service.storage_retry import retrying_storage
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,26 +150,26 @@ class WebhookDelivery:
         policy = self._policy
         now = self._clock()
         lease_until = now + timedelta(seconds=policy.lease_seconds)
-
-        async def fan_out() -> list[DueDelivery]:
-            async with self._uow() as uow:
-                fresh = await uow.webhooks.fan_out(now, policy.batch_size, lease_until)
-                await uow.commit()
-            return fresh
-
-        async def claim_retries(limit: int) -> list[DueDelivery]:
-            async with self._uow() as uow:
-                due = await uow.webhooks.claim_due(now, limit, lease_until)
-                await uow.commit()
-            return due
-
-        # A deadlock with another replica's claim, or with the writes of new events, rolled
-        # the claim back: nothing was claimed, so it simply runs again.
-        due = await retrying_storage(fan_out)
+        due = await self._committed(
+            lambda uow: uow.webhooks.fan_out(now, policy.batch_size, lease_until)
+        )
         if with_retries and len(due) < policy.batch_size:
             room = policy.batch_size - len(due)
-            due += await retrying_storage(lambda: claim_retries(room))
+            due += await self._committed(lambda uow: uow.webhooks.claim_due(now, room, lease_until))
         return due
+
+    async def _committed(self, work: Callable[[WebhookUnitOfWork], Awaitable[T]]) -> T:
+        """``work`` in a transaction of its own, committed. A deadlock (another replica's
+        claim, or the writes of new events) or a lock wait timeout rolled it back, with
+        nothing written: it runs again (``retrying_storage``)."""
+
+        async def attempt() -> T:
+            async with self._uow() as uow:
+                result = await work(uow)
+                await uow.commit()
+            return result
+
+        return await retrying_storage(attempt)
 
     async def _send_and_record(self, due: list[DueDelivery]) -> None:
         try:
@@ -173,21 +178,18 @@ class WebhookDelivery:
                 self._outcome(delivery, attempted_at, result)
                 for delivery, (attempted_at, result) in zip(due, results, strict=True)
             ]
-            # Run again after a deadlock (nothing was written): left unrecorded, every
-            # webhook of the batch would be sent a second time once its lease ran out.
-            await retrying_storage(lambda: self._record(outcomes))
+            # Retried after a deadlock: left unrecorded, every webhook of the batch would be
+            # sent a second time once its lease ran out.
+            await self._committed(
+                lambda uow: uow.webhooks.record_outcomes(
+                    outcomes, self._clock() - self._policy.schedule.disable_after
+                )
+            )
         except Exception:  # not recorded: the deliveries are sent again after their lease
             log.exception("webhook_batch_not_recorded", deliveries=len(due))
             return
         for outcome in outcomes:
             _count(outcome)
-
-    async def _record(self, outcomes: list[DeliveryOutcome]) -> None:
-        async with self._uow() as uow:
-            await uow.webhooks.record_outcomes(
-                outcomes, self._clock() - self._policy.schedule.disable_after
-            )
-            await uow.commit()
 
     async def housekeeping(self) -> None:
         """Drop events past their retention; measure how far behind delivery is."""
