@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.results import (
+    WITHOUT_WEBHOOKS,
     FairUse,
     FairUseRun,
     Galera,
@@ -165,11 +166,13 @@ def _webhooks(w: WebhookDelivery, runs: Sequence[RunResult]) -> list[str]:
         if "receiver" in r.cpu_ms_per_request
     )
     lag = w.lag_ms
+    without = [r.name for r in runs if r.name.startswith(WITHOUT_WEBHOOKS)]
+    but = f" but {len(without)} without webhooks" if without else ""
     lines = [
         "",
         "### Webhooks (issue 11)",
         "",
-        f"Every gateway run above had {w.endpoints} endpoint of the first demo merchant "
+        f"Every gateway run above{but} had {w.endpoints} endpoint of the first demo merchant "
         'subscribed to every event type (`enabled_events: ["*"]`), at a local receiver that '
         f"answers 204 and verified {w.verified} signatures with `standardwebhooks`. After the "
         f"runs and the integrity check it took {w.waited_s:.1f} s more until the receiver had "

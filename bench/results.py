@@ -24,6 +24,8 @@ CountMethod = Literal["user_statistics", "global_questions"]
 Verdict = Literal["exact", "ok", "LOST", "EXTRA"]
 MemoryKind = Literal["soak", "runs"]
 RateLimitStorage = Literal["memory", "redis"]  # where the fair-use gateway counts requests
+# The gateway runs with no webhook endpoint subscribed: the Go original's work per payment.
+WITHOUT_WEBHOOKS = "gateway 4242 without webhooks"
 
 
 @dataclass(frozen=True)

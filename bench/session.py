@@ -7,7 +7,9 @@
 3. drives the gateway with wrk (bench/load.lua): all-4242 at c1, c4, c16 and c64, a mix of
    the three card outcomes at c64, and optionally a long c64 soak for memory flatness — measuring
    payments/s, latency, errors, CPU per payment (/proc), database statements per payment and
-   the RSS of every process;
+   the RSS of every process — all with one webhook endpoint subscribed; then, the endpoint
+   disabled, all-4242 at c16 and c64 again: the Go original's work per payment (it has no
+   webhooks), issue 13's like-for-like comparison;
 4. checks that every payment answered 2xx is in the database (nothing lost);
 5. the fair-use runs (bench/fair_use.py): a gateway with the rate limits on, where a second
    merchant's latency is measured alone and while the first merchant floods;
@@ -49,6 +51,7 @@ from bench.paths import BENCH_DIR, REPO, RESULTS_DIR
 from bench.progress import log
 from bench.report import build_report, write_results
 from bench.results import (
+    WITHOUT_WEBHOOKS,
     Integrity,
     LoadMode,
     MemoryRow,
@@ -187,6 +190,22 @@ def measure_gateway(options: Options, harness: Harness) -> tuple[list[RunResult]
     return runs, [row for row in rows if not row.process.startswith("receiver")]
 
 
+def measure_without_webhooks(options: Options, harness: Harness) -> list[RunResult]:
+    """All-4242 at c16 and c64 with no webhook endpoint: what the Go original does per payment
+    (it has no webhooks). Each payment still commits its event; nothing is sent."""
+    return [
+        harness.measure(
+            f"{WITHOUT_WEBHOOKS} c{connections}",
+            "gateway",
+            "payments",
+            connections=connections,
+            seconds=options.duration,
+            watch=["gateway", "bank"],
+        )[0]
+        for connections in (16, 64)
+    ]
+
+
 def measure_limits(options: Options, harness: Harness) -> list[RunResult]:
     """The reference limit: the bank simulator alone, then the bare FastAPI endpoint, at c64."""
     harness.warm_up("bank", "deposit", options.warmup)
@@ -242,8 +261,10 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
             f"{webhooks.undelivered}, duplicates {webhooks.duplicates}, lag p50 "
             f"{webhooks.lag_ms.p50:.0f} ms p99 {webhooks.lag_ms.p99:.0f} ms"
         )
-        unsubscribe(gateway, endpoint_id)  # the later gateways of the session send nothing
+        unsubscribe(gateway, endpoint_id)  # the later runs of the session send nothing
         stop_service(harness.services["receiver"])
+        runs += measure_without_webhooks(options, harness)
+        integrity = check_integrity(db, harness.gateway_wrk)  # every run's payments
         stop_service(gateway)
 
     # Galera is only run when asked for (--only galera): it starts a cluster of its own.

@@ -15,7 +15,7 @@ from bench.report import (
     check_targets,
     write_results,
 )
-from bench.results import Report, load_report
+from bench.results import WITHOUT_WEBHOOKS, Report, load_report
 from tests.bench.fair_use_sample import fair_use_run, with_fair_use
 from tests.bench.stored_results import STORED_JSON
 
@@ -175,3 +175,24 @@ def test_the_go_originals_level_is_checked_at_c16_and_c64(soak_report: Report) -
         ("payments/s at c64 >= 0.14 x bare endpoint", "0.139 x", False),
         ("gateway CPU/payment at c64 <= 4 x bare CPU/request", "6.3 x", False),
     ]  # the soak (a c64 all-4242 run too) is not checked again
+
+
+def test_the_runs_without_webhooks_are_checked_under_their_own_names(soak_report: Report) -> None:
+    c16, c64 = soak_report.runs[0], soak_report.runs[1]
+    bare = soak_report.limits[1]
+    without = dataclasses.replace(
+        c64, name=f"{WITHOUT_WEBHOOKS} c64", per_second=bare.per_second * 0.15
+    )
+
+    targets = against_the_bare_endpoint((c16, c64, without), bare)
+
+    assert [(t.target, t.value, t.met) for t in targets[-2:]] == [
+        ("payments/s at c64, without webhooks >= 0.14 x bare endpoint", "0.150 x", True),
+        ("gateway CPU/payment at c64, without webhooks <= 4 x bare CPU/request", "6.3 x", False),
+    ]
+    assert [t.target for t in targets[:4]] == [
+        "payments/s at c16 >= 0.15 x bare endpoint",
+        "gateway CPU/payment at c16 <= 4 x bare CPU/request",
+        "payments/s at c64 >= 0.14 x bare endpoint",
+        "gateway CPU/payment at c64 <= 4 x bare CPU/request",
+    ]

@@ -12,7 +12,14 @@ import pytest
 from standardwebhooks import Webhook
 
 from bench.markdown import render_markdown
-from bench.results import Report, WebhookDelivery, load_report, report_from_json, report_to_json
+from bench.results import (
+    WITHOUT_WEBHOOKS,
+    Report,
+    WebhookDelivery,
+    load_report,
+    report_from_json,
+    report_to_json,
+)
 from bench.webhook_receiver import NO_CONTENT, Received, ReceiverProtocol
 from bench.webhooks import delivery_result, delivery_targets, percentile
 from tests.bench.stored_results import STORED_JSON
@@ -133,6 +140,21 @@ def test_the_webhook_section_of_the_report(soak_report: Report) -> None:
     assert "| 1,000 | 1,000 | 0 | 1,001 | 1 | 0 | 0 | 500 | 990 | 1000 | 500 |" in lines
     assert "| every event delivered by the end of the run (undelivered = 0) | 1,000 of 1,000 " in (
         "\n".join(lines)
+    )
+
+
+def test_the_webhook_section_names_the_runs_without_an_endpoint(soak_report: Report) -> None:
+    without = [
+        dataclasses.replace(run, name=f"{WITHOUT_WEBHOOKS} c{run.connections}")
+        for run in soak_report.runs[:2]
+    ]
+    report = dataclasses.replace(with_webhooks(soak_report), runs=(*soak_report.runs, *without))
+
+    lines = render_markdown(report).splitlines()
+
+    start = lines.index("### Webhooks (issue 11)")
+    assert lines[start + 2].startswith(
+        "Every gateway run above but 2 without webhooks had 1 endpoint of the first demo merchant"
     )
 
 
