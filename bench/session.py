@@ -190,6 +190,17 @@ def measure_gateway(options: Options, harness: Harness) -> tuple[list[RunResult]
     return runs, [row for row in rows if not row.process.startswith("receiver")]
 
 
+def count_payments(db: BenchDatabase, harness: Harness) -> Integrity:
+    """The nothing-lost check over every gateway run so far, once open payments settled."""
+    log("waiting for open payments to settle, then counting rows")
+    integrity = check_integrity(db, harness.gateway_wrk)
+    log(
+        f"  rows {integrity.payment_rows:,}, 2xx {integrity.answered_2xx:,}, "
+        f"in flight {integrity.unanswered}: {integrity.verdict}"
+    )
+    return integrity
+
+
 def measure_without_webhooks(options: Options, harness: Harness) -> list[RunResult]:
     """All-4242 at c16 and c64 with no webhook endpoint: what the Go original does per payment
     (it has no webhooks). Each payment still commits its event; nothing is sent."""
@@ -248,12 +259,8 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         # Before the warm-up: the headline gateway has its merchant's endpoint subscribed.
         harness.services["receiver"], endpoint_id = subscribe(gateway)
         runs, memory = measure_gateway(options, harness)
-        log("waiting for open payments to settle, then counting rows")
-        integrity = check_integrity(db, harness.gateway_wrk)
-        log(
-            f"  rows {integrity.payment_rows:,}, 2xx {integrity.answered_2xx:,}, "
-            f"in flight {integrity.unanswered}: {integrity.verdict}"
-        )
+        # Every payment settled, so every event is written before the receiver is waited for.
+        count_payments(db, harness)
         log("waiting for every event to reach the webhook receiver")
         webhooks = wait_for_delivery(db, harness.services["receiver"])
         log(
@@ -264,7 +271,7 @@ def run_session(options: Options, harness: Harness, db: BenchDatabase, workdir: 
         unsubscribe(gateway, endpoint_id)  # the later runs of the session send nothing
         stop_service(harness.services["receiver"])
         runs += measure_without_webhooks(options, harness)
-        integrity = check_integrity(db, harness.gateway_wrk)  # every run's payments
+        integrity = count_payments(db, harness)  # every run's payments, these included
         stop_service(gateway)
 
     # Galera is only run when asked for (--only galera): it starts a cluster of its own.
