@@ -16,15 +16,20 @@ def assert_page_headers(response: httpx.Response) -> str:
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
     policy = response.headers["content-security-policy"]
     directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
     assert directives["default-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'"
     assert directives["base-uri"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert directives["img-src"] == "'self' data:"
+    assert directives["form-action"].split()[0] == "'self'"  # then where a post may go on to
     nonces = set(NONCE.findall(policy))
     assert len(nonces) == 1
     nonce: str = nonces.pop()
     assert directives["script-src"] == f"'nonce-{nonce}'"
+    assert directives["style-src"] == f"'nonce-{nonce}'"
     # Every inline style and script carries it; nothing is loaded from elsewhere.
     assert re.findall(r"<(?:style|script)\b[^>]*>", response.text) == [
         tag for tag in re.findall(r"<(?:style|script)\b[^>]*>", response.text) if nonce in tag

@@ -8,6 +8,7 @@ tests of both services (``browser_testing`` drives the browser, this module the 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -68,6 +69,16 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def deposits_logged(bank: Service, reference: str | None = None) -> list[str]:
+    """The references of the deposits the bank simulator logged it created (a replay is
+    logged as such, and not counted), optionally only ``reference``'s."""
+    pattern = re.compile(r"deposit reference='([^']+)' status=\S+ .* (created|replayed)")
+    lines = list(pattern.finditer(bank.log()))
+    return [
+        m.group(1) for m in lines if m.group(2) == "created" and reference in (None, m.group(1))
+    ]
 
 
 def start_service(

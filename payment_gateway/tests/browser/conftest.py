@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from live_services import Service, free_port, start_service
+from live_services import Service, deposits_logged, free_port, start_service
 from playwright.async_api import Page
 from return_site import ReturnSite
 
@@ -80,15 +80,32 @@ class Stack:
 
     async def deposit(self, payment_id: str) -> dict[str, Any]:
         """What the bank recorded of a payment (its deposit, by the payment id)."""
+        return await self._bank_record(f"/api/v1/deposits/{payment_id}")
+
+    async def authentication(self, payment_id: str) -> dict[str, Any]:
+        """The bank's 3-D Secure authentication of a payment (by the payment id)."""
+        return await self._bank_record(f"/api/v1/3ds/authentications/{payment_id}")
+
+    async def has_deposit(self, payment_id: str) -> bool:
+        return (await self._bank_get(f"/api/v1/deposits/{payment_id}")).status_code != 404
+
+    def deposits_made(self) -> int:
+        """How many deposits the bank has recorded so far (from its log)."""
+        return len(deposits_logged(self.bank))
+
+    async def _bank_record(self, path: str) -> dict[str, Any]:
+        response = await self._bank_get(path)
+        assert response.status_code == 200, response.text
+        recorded: dict[str, Any] = response.json()
+        return recorded
+
+    async def _bank_get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(
             base_url=self.bank.url,
             headers={"Authorization": f"Bearer {BANK_API_KEY}"},
             timeout=10,
         ) as bank:
-            response = await bank.get(f"/api/v1/deposits/{payment_id}")
-        assert response.status_code == 200, response.text
-        recorded: dict[str, Any] = response.json()
-        return recorded
+            return await bank.get(path)
 
     def visits(self, path: str, session: dict[str, Any]) -> list[str]:
         """The shop's visits of ``path`` for this session's order."""

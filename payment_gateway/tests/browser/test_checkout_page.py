@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from browser_testing import BROWSER_TESTS, assert_accessible
+from gateway_pages import assert_page_headers
 from playwright.async_api import Browser, Page
 
 from .conftest import Stack, answer_challenge
@@ -99,6 +101,52 @@ async def test_a_declined_card_then_another_one(page: Page, stack: Stack) -> Non
     ]
 
 
+async def test_five_declines_close_the_page(page: Page, stack: Stack) -> None:
+    session = await stack.create_session()
+    await open_page(page, session)
+    deposits = stack.deposits_made()
+    for left in ("4 more tries", "3 more tries", "2 more tries", "1 more try", None):
+        await fill_card(page, DECLINED)
+        await page.get_by_role("button", name="Pay €42.50").click()
+        if left is not None:
+            await page.get_by_role("alert").filter(has_text=f"({left} left)").wait_for()
+
+    await page.get_by_role("heading", name="This payment page is closed").wait_for()
+    assert "42.50" not in await page.content()
+    await assert_accessible(page)
+    assert (await stack.session(session["id"]))["status"] == "expired"
+    declined = await stack.payments(session["reference"])
+    assert [p["status"] for p in declined] == ["failed"] * 5
+    assert stack.deposits_made() == deposits + 5
+    for payment in declined:
+        assert (await stack.deposit(payment["id"]))["status"] == "failed"
+    # The page is gone: a sixth card cannot even be typed in.
+    await page.goto(session["url"])
+    await page.get_by_role("heading", name="This payment page is not available").wait_for()
+
+
+async def test_error_pages_are_accessible(page: Page, stack: Stack) -> None:
+    """The refusals a browser can meet on a post (403 without the page's CSRF token, 415 not a
+    form, 413 too large) carry the page headers and pass axe-core; nothing reaches the bank."""
+    session = await stack.create_session()
+    deposits = stack.deposits_made()
+    async with httpx.AsyncClient(timeout=10) as client:
+        refusals = {
+            403: await client.post(session["url"], data={"card_number": SUCCEEDS}),
+            415: await client.post(session["url"], json={"card_number": SUCCEEDS}),
+            # Over the form's 4 KiB, under the API's 64 KiB (whose 413 is problem+json).
+            413: await client.post(session["url"], data={"card_name": "x" * 10_000}),
+        }
+    for status, response in refusals.items():
+        assert response.status_code == status
+        assert_page_headers(response)
+        await page.set_content(response.text)
+        await page.get_by_role("heading", name="This form cannot be accepted").wait_for()
+        await assert_accessible(page)
+    assert await stack.payments(session["reference"]) == []
+    assert stack.deposits_made() == deposits
+
+
 async def test_field_errors_are_shown_by_their_fields(page: Page, stack: Stack) -> None:
     session = await stack.create_session()
     await open_page(page, session)
@@ -117,6 +165,7 @@ async def test_field_errors_are_shown_by_their_fields(page: Page, stack: Stack) 
 
 async def test_the_cancel_link_goes_back_to_the_cancel_url(page: Page, stack: Stack) -> None:
     session = await stack.create_session()
+    deposits = stack.deposits_made()
     await open_page(page, session)
     await page.get_by_role("link", name="Cancel and return to the shop").click()
 
@@ -124,6 +173,7 @@ async def test_the_cancel_link_goes_back_to_the_cancel_url(page: Page, stack: St
     assert len(stack.visits("/cart", session)) == 1
     assert (await stack.session(session["id"]))["status"] == "open"
     assert await stack.payments(session["reference"]) == []
+    assert stack.deposits_made() == deposits  # the bank was never asked
 
 
 async def test_an_expired_session_shows_a_page_that_reveals_nothing(
@@ -131,6 +181,7 @@ async def test_an_expired_session_shows_a_page_that_reveals_nothing(
 ) -> None:
     session = await stack.create_session()
     await stack.expire(session["id"])
+    deposits = stack.deposits_made()
 
     response = await page.goto(session["url"])
 
@@ -141,16 +192,23 @@ async def test_an_expired_session_shows_a_page_that_reveals_nothing(
     assert "42.50" not in content
     assert "merchant_one" not in content
     await assert_accessible(page)
+    # Nothing to pay with: a card posted to the expired page reaches neither API nor bank.
+    refused = await page.request.post(session["url"], form={"card_number": SUCCEEDS})
+    assert refused.status in (403, 404)
+    assert await stack.payments(session["reference"]) == []
+    assert stack.deposits_made() == deposits
 
 
 async def test_a_double_click_on_pay_makes_one_payment(page: Page, stack: Stack) -> None:
     session = await stack.create_session()
     await open_page(page, session)
     await fill_card(page, SUCCEEDS)
+    deposits = stack.deposits_made()
     await page.get_by_role("button", name="Pay €42.50").dblclick()
 
     payment = await assert_paid(stack, page, session)
     assert [p["id"] for p in await stack.payments(session["reference"])] == [payment["id"]]
+    assert stack.deposits_made() == deposits + 1  # one deposit at the bank, too
 
 
 async def test_keyboard_only(page: Page, stack: Stack) -> None:
@@ -217,10 +275,18 @@ async def test_a_3_d_secure_challenge_then_back_to_the_shop(page: Page, stack: S
     await page.wait_for_url(f"{stack.bank.url}/3ds/challenge/**")
     waiting = (await stack.payments(session["reference"]))[0]
     assert waiting["status"] == "requires_action"
+    assert (await stack.authentication(waiting["id"]))["status"] == "challenge_required"
+    assert not await stack.has_deposit(waiting["id"])
+    # The shopper opens the payment page again before answering: it sends them back.
+    await page.goto(session["url"])
+    await page.get_by_role("heading", name="Confirm the payment with your bank").wait_for()
+    await assert_accessible(page)
+    await page.get_by_role("link", name="Continue to your bank").click()
     await answer_challenge(page, "1234")
 
     payment = await assert_paid(stack, page, session)
     assert payment["three_d_secure"]["result"] == "authenticated"
+    assert (await stack.authentication(payment["id"]))["status"] == "authenticated"
 
 
 async def test_a_wrong_challenge_code_then_another_card(page: Page, stack: Stack) -> None:
@@ -237,6 +303,13 @@ async def test_a_wrong_challenge_code_then_another_card(page: Page, stack: Stack
     failed = (await stack.payments(session["reference"]))[0]
     assert (failed["status"], failed["decline_reason"]) == ("failed", "authentication_failed")
     assert (await stack.session(session["id"]))["status"] == "open"
+    # The bank failed the authentication, and was never asked for the money.
+    authentication = await stack.authentication(failed["id"])
+    assert (authentication["status"], authentication["failure_reason"]) == (
+        "failed",
+        "wrong_code",
+    )
+    assert not await stack.has_deposit(failed["id"])
 
     await fill_card(page, SUCCEEDS)
     await page.get_by_role("button", name="Pay €42.50").click()
@@ -251,3 +324,5 @@ async def test_a_frictionless_card_needs_no_challenge(page: Page, stack: Stack) 
 
     payment = await assert_paid(stack, page, session)
     assert payment["three_d_secure"]["authentication_flow"] == "frictionless"
+    authentication = await stack.authentication(payment["id"])
+    assert (authentication["status"], authentication["flow"]) == ("authenticated", "frictionless")

@@ -5,11 +5,14 @@ what the gateway's API and the bank recorded."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from browser_testing import BROWSER_TESTS, assert_accessible
+from gateway_pages import goes_on_to
 from playwright.async_api import Browser, Page
 
 from .conftest import Stack, answer_challenge
@@ -57,6 +60,7 @@ async def test_a_passed_challenge_lands_on_the_merchants_return_url(
     await landed_at_the_shop(stack, page, path, payment["id"])
     done = await stack.payment(payment["id"])
     assert (done["status"], done["three_d_secure"]["result"]) == ("succeeded", "authenticated")
+    assert (await stack.authentication(payment["id"]))["status"] == "authenticated"
     deposit = await stack.deposit(payment["id"])
     assert (deposit["status"], deposit["captured_amount"]) == ("succeeded", 1999)
 
@@ -72,6 +76,12 @@ async def test_a_wrong_code_lands_on_the_return_url_with_the_payment_failed(
     await landed_at_the_shop(stack, page, path, payment["id"])
     failed = await stack.payment(payment["id"])
     assert (failed["status"], failed["decline_reason"]) == ("failed", "authentication_failed")
+    authentication = await stack.authentication(payment["id"])
+    assert (authentication["status"], authentication["failure_reason"]) == (
+        "failed",
+        "wrong_code",
+    )
+    assert not await stack.has_deposit(payment["id"])
 
 
 async def test_without_script_the_link_goes_on_to_the_return_url(
@@ -91,3 +101,41 @@ async def test_without_script_the_link_goes_on_to_the_return_url(
     finally:
         await context.close()
     assert (await stack.payment(payment["id"]))["status"] == "succeeded"
+    assert (await stack.deposit(payment["id"]))["status"] == "succeeded"
+
+
+async def test_the_returning_page_is_accessible_and_a_replay_changes_nothing(
+    page: Page, stack: Stack
+) -> None:
+    """axe-core needs script, so the page a browser without script stops at is checked as
+    served again: the same return, replayed after the payment succeeded."""
+    payment, path = await challenged(stack)
+    await page.goto(payment["next_action"]["url"])
+    await answer_challenge(page, "1234")
+    await landed_at_the_shop(stack, page, path, payment["id"])
+    deposits = stack.deposits_made()
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        replayed = await client.get(f"{stack.gateway.url}/3ds/return/{payment['id']}")
+
+    assert goes_on_to(replayed) == f"{stack.shop.origin}{path}&payment_id={payment['id']}"
+    # What it shows, without the script that would take the browser on at once.
+    await page.set_content(re.sub(r"<script\b.*?</script>", "", replayed.text, flags=re.DOTALL))
+    await page.get_by_role("heading", name="Returning to the shop").wait_for()
+    await assert_accessible(page)
+    assert (await stack.payment(payment["id"]))["status"] == "succeeded"
+    assert stack.deposits_made() == deposits
+
+
+async def test_a_return_for_no_waiting_payment_shows_a_page_that_reveals_nothing(
+    page: Page, stack: Stack
+) -> None:
+    deposits = stack.deposits_made()
+
+    response = await page.goto(f"{stack.gateway.url}/3ds/return/pay_guessed")
+
+    assert response is not None
+    assert response.status == 404
+    await page.get_by_role("heading", name="No payment is waiting here").wait_for()
+    await assert_accessible(page)
+    assert stack.deposits_made() == deposits

@@ -16,6 +16,7 @@ import pytest
 # e2e tests import them from here.
 from live_services import BIN as BIN
 from live_services import Service as Service
+from live_services import deposits_logged as deposits_logged
 from live_services import free_port as free_port
 from live_services import start_service as start_service
 
@@ -31,15 +32,6 @@ class Stack:
 # Both sides get the shared key, so every e2e test runs the bank calls authenticated.
 BANK_API_KEY = "e2e-shared-bank-key-0123456789abcdef"
 BANK_AUTH = {"Authorization": f"Bearer {BANK_API_KEY}"}
-
-
-def deposits_logged(bank: Service, reference: str | None = None) -> list[str]:
-    """The bank's log line for each deposit it recorded (a replayed one says so)."""
-    pattern = re.compile(r"deposit reference='([^']+)' status=\S+ .* (created|replayed)")
-    lines = list(pattern.finditer(bank.log()))
-    return [
-        m.group(1) for m in lines if m.group(2) == "created" and reference in (None, m.group(1))
-    ]
 
 
 def mentions_cvv(log: str, cvv: str) -> bool:

@@ -16,6 +16,7 @@ from asgi_lifespan import LifespanManager
 from cryptography.fernet import Fernet
 from fakes import FakeBank
 from fastapi import FastAPI
+from gateway_pages import assert_page_headers
 from payment_gateway.config import Settings
 from payment_gateway.main import create_app
 from pydantic import SecretStr
@@ -78,12 +79,33 @@ def gateway_settings(database_url: str, data_dir: Path, **overrides: object) -> 
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings, bank: FakeBank) -> AsyncIterator[Gateway]:
-    """The app on ``settings`` and ``bank``, started, with a client over ASGI."""
+    """The app on ``settings`` and ``bank``, started, with a client over ASGI that checks
+    every answer to a browser (``check_page``)."""
     app = create_app(settings, bank=bank, run_reconciler=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://gateway",
+            event_hooks={"response": [check_page]},
+        ) as client:
             yield Gateway(client, bank, app, settings)
+
+
+BROWSER_PATHS = ("/checkout/", "/3ds/")  # the hosted page and the 3-D Secure return
+
+
+async def check_page(response: httpx.Response) -> None:
+    """Whatever a test does, each answer on a page a browser opens is a redirect or a page
+    with every header of a page (gateway_pages.py): its errors (403, 404, 413, 415, 429, 503)
+    included."""
+    if not response.request.url.path.startswith(BROWSER_PATHS):
+        return
+    if response.is_redirect:
+        assert "location" in response.headers
+        return
+    await response.aread()
+    assert_page_headers(response)
 
 
 @pytest.fixture

@@ -70,6 +70,41 @@ async def test_demo_keys_left_by_a_development_run_do_not_work_in_production(
     assert all(key.revoked_at is not None for key in keys)
 
 
+async def test_production_takes_only_https_shop_urls(fresh_mysql_url: str, tmp_path: Path) -> None:
+    """The hosted page's success and cancel URLs, and 3-D Secure's return_url: http is
+    refused naming the field when APP_ENV=production (development allows it)."""
+    production = create_app(
+        production_settings(fresh_mysql_url, tmp_path), bank=FakeBank(), run_reconciler=False
+    )
+    async with LifespanManager(production, startup_timeout=30) as manager:
+        created = await production.state.services.merchants.create("shop")
+        key = {"Authorization": f"Bearer {created.api_key}"}
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            session = {"amount": 1999, "currency": "EUR", "reference": "order-1"}
+            for field in ("success_url", "cancel_url"):
+                urls = {
+                    "success_url": "https://shop.example/ok",
+                    "cancel_url": "https://shop.example/no",
+                }
+                urls[field] = "http://shop.example/plain"
+                refused = await client.post(
+                    "/api/v1/checkout-sessions", json={**session, **urls}, headers=key
+                )
+                assert refused.status_code == 422, refused.text
+                assert field in refused.text
+            three_d_secure = {"return_url": "http://shop.example/back"}
+            refused = await client.post(
+                "/api/v1/payments",
+                json=payment_body(three_d_secure=three_d_secure),
+                headers=key,
+            )
+            assert refused.status_code == 422, refused.text
+            assert "return_url" in refused.text
+            listed = await client.get("/api/v1/payments", headers=key)
+            assert listed.json()["data"] == []
+
+
 def start_gateway(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``uvicorn payment_gateway.main:app`` as an operator runs it; it must exit by itself."""
     return subprocess.run(

@@ -62,3 +62,17 @@ def test_the_webhook_bodies_are_documented_with_examples() -> None:
     create = schemas["WebhookEndpointCreate"]
     assert create["required"] == ["url"]
     assert create["additionalProperties"] is False
+
+
+def test_checkout_sessions_and_3_d_secure_are_in_the_contract() -> None:
+    spec = create_app().openapi()
+    sessions = "/api/v1/checkout-sessions"
+    assert "post" in spec["paths"][sessions]
+    assert "get" in spec["paths"][f"{sessions}/{{session_id}}"]
+    assert "post" in spec["paths"][f"{sessions}/{{session_id}}/expire"]
+    schemas = spec["components"]["schemas"]
+    assert "three_d_secure" in schemas["PaymentCreate"]["properties"]
+    assert {"three_d_secure", "next_action"} <= schemas["PaymentOut"]["properties"].keys()
+    assert "requires_action" in schemas["PaymentStatus"]["enum"]
+    # The pages are for browsers, not for the API's clients.
+    assert not [path for path in spec["paths"] if path.startswith(("/checkout/", "/3ds/"))]
