@@ -45,6 +45,7 @@ OTHER_EXPECTS = ("2xx",)
 class RateLimits:
     per_second: int
     burst: int
+    max_in_flight: int  # per worker, for a key refused within its window
 
     @property
     def window_seconds(self) -> int:
@@ -54,7 +55,11 @@ class RateLimits:
     def defaults(cls) -> RateLimits:
         """The gateway's own defaults; model_construct reads no environment variable."""
         settings = Settings.model_construct()
-        return cls(settings.rate_limit_per_second, settings.effective_rate_limit_burst)
+        return cls(
+            settings.rate_limit_per_second,
+            settings.effective_rate_limit_burst,
+            settings.rate_limit_max_in_flight,
+        )
 
     def environment(self) -> dict[str, str]:
         # Set explicitly, so that a RATE_LIMIT_* in the caller's environment cannot leak in.
@@ -62,6 +67,7 @@ class RateLimits:
             "RATE_LIMIT_ENABLED": "true",
             "RATE_LIMIT_PER_SECOND": str(self.per_second),
             "RATE_LIMIT_BURST": str(self.burst),
+            "RATE_LIMIT_MAX_IN_FLIGHT": str(self.max_in_flight),
         }
 
 
@@ -124,6 +130,7 @@ def _measure(
         machine_busy_pct_quiet=quiet_cpu.machine_busy_pct,
         machine_busy_pct_flood=flood_cpu.machine_busy_pct,
         background_cpu_pct=max(quiet_cpu.background_pct, flood_cpu.background_pct),
+        rate_limit_max_in_flight=limits.max_in_flight,
     )
     log(
         f"  second merchant p99 {run.quiet.latency_ms.p99:.1f} ms alone, "

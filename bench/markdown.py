@@ -199,12 +199,18 @@ STORAGE_LABELS = {"memory": "memory (per worker)", "redis": "Redis (shared)"}
 
 def _fair_use(fair_use: FairUse) -> list[str]:
     first = fair_use.runs[0]
+    cap = first.rate_limit_max_in_flight
+    in_flight = (
+        f", at most {cap} requests in progress per worker for a key refused within its window"
+        if cap
+        else ""
+    )
     return [
         "",
         "### Fair use: one merchant floods (issue 8)",
         "",
         f"A gateway of its own with the rate limits on ({first.rate_limit_per_second} "
-        f"requests/s per API key, burst {first.rate_limit_burst}). The second merchant: "
+        f"requests/s per API key, burst {first.rate_limit_burst}{in_flight}). The second merchant: "
         f"{first.quiet.connections} connections, each pausing {first.quiet.delay_ms} ms before "
         "its next request, alone and then while the first merchant sends on "
         f"{first.flooder.connections} connections as fast as answers come (from one rate-limit "

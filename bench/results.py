@@ -179,6 +179,9 @@ class FairUseRun:
     machine_busy_pct_quiet: float  # all cores busy = 100
     machine_busy_pct_flood: float
     background_cpu_pct: float  # the higher of the two phases
+    # RATE_LIMIT_MAX_IN_FLIGHT (per worker, for a key refused within its window); results
+    # from before that cap was on by default have 0 (off).
+    rate_limit_max_in_flight: int = 0
 
 
 @dataclass(frozen=True)

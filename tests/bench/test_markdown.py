@@ -119,6 +119,18 @@ def test_the_fair_use_table_and_its_targets(soak_report: Report) -> None:
     ) in lines
 
 
+def test_the_fair_use_section_names_the_in_flight_cap_it_ran_with(soak_report: Report) -> None:
+    capped = dataclasses.replace(fair_use_run("memory"), rate_limit_max_in_flight=4)
+
+    lines = render_markdown(with_fair_use(soak_report, capped)).splitlines()
+
+    start = lines.index("### Fair use: one merchant floods (issue 8)")
+    assert lines[start + 2].startswith(
+        "A gateway of its own with the rate limits on (100 requests/s per API key, burst 200, "
+        "at most 4 requests in progress per worker for a key refused within its window). "
+    )
+
+
 def test_a_stored_result_without_fair_use_has_no_such_section(soak_report: Report) -> None:
     assert "Fair use" not in render_markdown(soak_report)
 

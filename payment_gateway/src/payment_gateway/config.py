@@ -80,13 +80,13 @@ class Settings(BaseSettings):
     # held at once per worker (api/refused_keys.py); 0 answers at once.
     rate_limit_hold_seconds: float = Field(default=1.0, ge=0, le=10)
     rate_limit_max_held: int = Field(default=256, ge=0)
-    # Two fairness levers against a flooding key, both off until the fair-use bench proves them
-    # on a quiet machine (README, Rate limits, gives the figures so far):
-    # at most this many requests of one API key in progress at once per worker, the next
-    # refused with 429 before routing (api/refused_keys.py); 0: no cap;
-    rate_limit_max_in_flight: int = Field(default=0, ge=0)
-    # a key refused within the last window gets its slots back one window/quota apart, not in
-    # the burst it spent them in (api/refused_keys.py, RefusedKeys).
+    # Two fairness levers against a flooding key (README, Rate limits, gives what the fair-use
+    # bench measured): at most this many requests of an API key refused within its last
+    # window in progress at once per worker, the next refused with 429 before routing
+    # (api/refused_keys.py); a key within its limit is never capped; 0: no cap;
+    rate_limit_max_in_flight: int = Field(default=4, ge=0)
+    # off: a key refused within the last window gets its slots back one window/quota apart,
+    # not in the burst it spent them in (api/refused_keys.py, RefusedKeys).
     rate_limit_pace: bool = False
     redis_url: SecretStr = SecretStr("")  # unset: each process counts alone
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)

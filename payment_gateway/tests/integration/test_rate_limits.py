@@ -17,6 +17,8 @@ import redis
 from asgi_lifespan import LifespanManager
 from fakes import FakeBank
 from limits.aio.storage import RedisStorage
+from payment_gateway.domain.bank import BankAnswer, BankFault
+from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.main import create_app
 from prometheus_client import REGISTRY
 
@@ -85,7 +87,12 @@ def storage(request: pytest.FixtureRequest) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    tmp_path: Path, *, client_host: str = "127.0.0.1", **overrides: object
+    tmp_path: Path,
+    bank: FakeBank | None = None,
+    /,
+    *,
+    client_host: str = "127.0.0.1",
+    **overrides: object,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FakeBank]]:
     """The real app on its own SQLite database, its client seen as coming from client_host."""
     directory = tmp_path / uuid.uuid4().hex[:8]
@@ -93,7 +100,7 @@ async def running_gateway(
     settings = gateway_settings(
         f"sqlite+aiosqlite:///{directory}/gateway.db", directory, **(LIMITS | overrides)
     )
-    bank = FakeBank()
+    bank = bank if bank is not None else FakeBank()
     app = create_app(settings, bank=bank, run_reconciler=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=(client_host, 40000))
@@ -269,6 +276,64 @@ async def test_a_known_refused_key_is_answered_before_its_body_is_read(
         other = await client.post("/api/v1/payments", json=payment_body(), headers=MERCHANT_TWO)
         assert other.status_code == 201
         assert len(bank.deposits) == 4
+
+
+class ParkedBank(FakeBank):
+    """Holds every deposit until released, so that payments stay in progress."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
+        self.waiting += 1
+        await self.release.wait()
+        return await super().deposit(payment_id, request, authentication_id)
+
+
+async def test_a_key_refused_lately_has_at_most_its_cap_in_progress_and_others_none(
+    tmp_path: Path, storage: dict[str, str]
+) -> None:
+    bank = ParkedBank()
+    async with running_gateway(
+        tmp_path,
+        bank,
+        rate_limit_per_second=10,
+        rate_limit_burst=10,
+        rate_limit_max_in_flight=2,
+        **storage,
+    ) as (client, _bank):
+        statuses = [
+            (await client.get(UNKNOWN_PAYMENT, headers=MERCHANT_ONE)).status_code for _ in range(11)
+        ]
+        assert statuses == [404] * 10 + [429]  # over its limit once: refused lately
+        await asyncio.sleep(1.1)  # its window has given its slots back
+
+        def pay(key: dict[str, str]) -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(
+                client.post("/api/v1/payments", json=payment_body(), headers=key)
+            )
+
+        flooder, other = (
+            [pay(MERCHANT_ONE) for _ in range(6)],
+            [pay(MERCHANT_TWO) for _ in range(6)],
+        )
+        await asyncio.sleep(0.3)
+        # Two of the first key's payments wait at the bank, the other four were refused; the
+        # second key, never refused, has all six at the bank.
+        assert bank.waiting == 2 + 6
+        refused = [task.result() for task in flooder if task.done()]
+        assert len(refused) == 4
+        for answer in refused:
+            assert answer.status_code == 429
+            assert answer.headers["retry-after"] == "1"
+            assert "in progress at once" in answer.json()["detail"]
+        bank.release.set()
+        paid = await asyncio.gather(*flooder, *other)
+        assert [r.status_code for r in paid].count(201) == 2 + 6
 
 
 async def test_a_held_flood_leaves_the_other_merchant_served_at_once(tmp_path: Path) -> None:

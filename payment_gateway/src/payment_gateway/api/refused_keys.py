@@ -17,15 +17,19 @@ per process and both only for keys the limiter has just refused:
   once per worker (well under uvicorn's `--limit-concurrency`), and beyond that they are
   answered at once, so a flooder cannot use the hold to fill the worker's connection slots.
 
-Two fairness levers against a key that floods within its quota, off by default (README, Rate
-limits, gives what the fair-use bench measured):
+Two fairness levers against a key that floods within its quota (README, Rate limits, gives
+what the fair-use bench measured):
 
-* a per-key cap on requests in progress (`RATE_LIMIT_MAX_IN_FLIGHT`, per worker, Stripe's
-  "concurrent requests limiter"): the key's next request is answered 429 here, held like the
-  others, so a burst runs a few requests at a time instead of one per flooding connection
-  and the other keys' requests do not queue behind all of them;
-* pacing (`RATE_LIMIT_PACE`, in RefusedKeys): a key refused within the last window gets its
-  slots back one interval apart instead of in the burst it spent them in.
+* a cap on requests in progress for a key refused within the last window
+  (`RATE_LIMIT_MAX_IN_FLIGHT`, per worker, 4 by default; Stripe's "concurrent requests
+  limiter", applied to the keys that flood): the key's next request is answered 429 here,
+  held like the others, so the slots its window gives back run a few requests at a time
+  instead of one per flooding connection, and the other keys' requests do not queue behind
+  all of them. A key within its limit is never capped, whatever its concurrency: a merchant
+  whose bank answers slowly keeps every request it is allowed. Requests a key had in
+  progress when it was first refused are not counted (they were admitted uncapped);
+* pacing (`RATE_LIMIT_PACE`, off by default, in RefusedKeys): a key refused within the last
+  window gets its slots back one interval apart instead of in the burst it spent them in.
 
 The trade-off: a request sent while its key is known refused gets its 429 up to the hold later
 than it would have. A client that honours `Retry-After` never sends then, except requests it
@@ -108,6 +112,11 @@ class RefusedKeys:
             max(refusal.until, now + interval), policy, now + policy.window_seconds
         )
 
+    def refused_lately(self, key_hash: str) -> bool:
+        """Whether the key was refused (or paced) within the last window."""
+        refusal = self._refusals.get(key_hash)
+        return refusal is not None and refusal.paced_until > time.monotonic()
+
     def refusal(self, key_hash: str) -> Refusal | None:
         """The key's refusal while it lasts; None once its window has reset."""
         refusal = self._refusals.get(key_hash)
@@ -152,8 +161,8 @@ class RefusedKeyMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The hot path, with no key refused and no in-flight cap: one truth test.
-        if (not self.refused and not self.max_in_flight) or scope["type"] != "http":
+        # The hot path, with no key refused within a window in this process: one truth test.
+        if not self.refused or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         api_key = _bearer_token(scope["headers"])
@@ -161,7 +170,7 @@ class RefusedKeyMiddleware:
             await self.app(scope, receive, send)
             return
         key_hash = hash_api_key(api_key)
-        refusal = self.refused.refusal(key_hash) if self.refused else None
+        refusal = self.refused.refusal(key_hash)
         if refusal is not None:
             RATE_LIMITED.labels("key").inc()
             await self._hold()
@@ -169,7 +178,7 @@ class RefusedKeyMiddleware:
             retry_after = max(1, math.ceil(refusal.until - time.monotonic()))
             await _send(send, self._answer(refusal.policy, retry_after))
             return
-        if not self.max_in_flight:
+        if not self.max_in_flight or not self.refused.refused_lately(key_hash):
             await self.app(scope, receive, send)
             return
         in_flight = self._in_flight.get(key_hash, 0)

@@ -223,9 +223,20 @@ class Parked:
         await send({"type": "http.response.body", "body": b"{}"})
 
 
-async def test_a_key_over_its_in_flight_cap_is_answered_429_without_the_app() -> None:
+def refused_lately(*keys: str) -> RefusedKeys:
+    """A table where each key was refused a moment ago, its window already free again: it is
+    admitted, and capped (the in-flight cap is for keys refused within the last window)."""
+    refused = RefusedKeys()
+    for key in keys:
+        refused.refuse(hash_api_key(key), PER_KEY, 0)
+    return refused
+
+
+async def test_a_key_refused_lately_over_its_in_flight_cap_is_answered_429_without_the_app() -> (
+    None
+):
     app = Parked()
-    middleware = RefusedKeyMiddleware(app, RefusedKeys(), 0, 256, max_in_flight=2)
+    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0, 256, max_in_flight=2)
     refused_before = REGISTRY.get_sample_value(
         "gateway_rate_limited_requests_total", {"scope": "in_flight"}
     )
@@ -259,9 +270,36 @@ async def test_a_key_over_its_in_flight_cap_is_answered_429_without_the_app() ->
     assert start["status"] == 201
 
 
+async def test_a_key_within_its_limit_is_never_capped() -> None:
+    """A merchant whose bank answers slowly may have many requests in progress: until its
+    limiter refuses it, none is turned away, though another key is refused lately."""
+    app = Parked()
+    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0, 256, max_in_flight=2)
+    in_progress = [asyncio.create_task(call(middleware, OTHER_KEY)) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    assert app.calls == 10
+    app.release.set()
+    assert [(await request)[0]["status"] for request in in_progress] == [201] * 10
+    assert middleware._in_flight == {}  # nothing counted for a key that is not capped
+
+
+async def test_the_cap_ends_a_window_after_the_keys_last_refusal() -> None:
+    app = Parked()
+    refused = RefusedKeys()
+    # Refused a whole window ago: still in the table, no longer refused lately.
+    refused.refuse(hash_api_key(FLOODER_KEY), PER_KEY, -PER_KEY.window_seconds)
+    middleware = RefusedKeyMiddleware(app, refused, 0, 256, max_in_flight=1)
+    in_progress = [asyncio.create_task(call(middleware, FLOODER_KEY)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert app.calls == 3
+    assert len(refused) == 0  # the stale entry is gone
+    app.release.set()
+    assert [(await request)[0]["status"] for request in in_progress] == [201] * 3
+
+
 async def test_an_in_flight_refusal_is_held_like_the_others() -> None:
     app = Parked()
-    middleware = RefusedKeyMiddleware(app, RefusedKeys(), 0.2, 256, max_in_flight=1)
+    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0.2, 256, max_in_flight=1)
     first = asyncio.create_task(call(middleware, FLOODER_KEY))
     await asyncio.sleep(0.01)
     started = time.monotonic()
