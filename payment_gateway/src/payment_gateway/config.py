@@ -81,11 +81,11 @@ class Settings(BaseSettings):
     rate_limit_hold_seconds: float = Field(default=1.0, ge=0, le=10)
     rate_limit_max_held: int = Field(default=256, ge=0)
     # Two fairness levers against a flooding key (README, Rate limits, gives what the fair-use
-    # bench measured): at most this many requests of an API key refused within its last
-    # window in progress at once per worker, the next refused with 429 before routing
-    # (api/refused_keys.py); a key within its limit is never capped; 0: no cap;
+    # bench measured): at most this many requests in progress at once per worker for an API
+    # key refused lately (until a window after its refusal lifts), the next refused with 429
+    # before routing (api/refused_keys.py); a key not refused lately is never capped; 0: no cap.
     rate_limit_max_in_flight: int = Field(default=4, ge=0)
-    # off: a key refused within the last window gets its slots back one window/quota apart,
+    # Pacing, off by default: a key refused lately gets its slots back one window/quota apart,
     # not in the burst it spent them in (api/refused_keys.py, RefusedKeys).
     rate_limit_pace: bool = False
     redis_url: SecretStr = SecretStr("")  # unset: each process counts alone

@@ -103,6 +103,8 @@ async def check_page(response: httpx.Response) -> None:
         return
     if response.is_redirect:
         assert "location" in response.headers
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["referrer-policy"] == "no-referrer"
         return
     await response.aread()
     assert_page_headers(response)

@@ -92,7 +92,7 @@ async def test_production_takes_only_https_shop_urls(fresh_mysql_url: str, tmp_p
                     "/api/v1/checkout-sessions", json={**session, **urls}, headers=key
                 )
                 assert refused.status_code == 422, refused.text
-                assert field in refused.text
+                assert named_fields(refused) == [field]
             three_d_secure = {"return_url": "http://shop.example/back"}
             refused = await client.post(
                 "/api/v1/payments",
@@ -100,9 +100,29 @@ async def test_production_takes_only_https_shop_urls(fresh_mysql_url: str, tmp_p
                 headers=key,
             )
             assert refused.status_code == 422, refused.text
-            assert "return_url" in refused.text
+            assert named_fields(refused) == ["three_d_secure.return_url"]
             listed = await client.get("/api/v1/payments", headers=key)
             assert listed.json()["data"] == []
+            # The same requests with https are taken.
+            https = {
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/no",
+            }
+            taken = await client.post(
+                "/api/v1/checkout-sessions", json={**session, **https}, headers=key
+            )
+            assert taken.status_code == 201, taken.text
+            challenged = await client.post(
+                "/api/v1/payments",
+                json=payment_body(three_d_secure={"return_url": "https://shop.example/back"}),
+                headers=key,
+            )
+            assert challenged.status_code == 201, challenged.text
+
+
+def named_fields(problem: httpx.Response) -> list[str]:
+    """The fields a 422 problem names."""
+    return [error["field"] for error in problem.json()["errors"]]
 
 
 def start_gateway(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -20,14 +20,15 @@ per process and both only for keys the limiter has just refused:
 Two fairness levers against a key that floods within its quota (README, Rate limits, gives
 what the fair-use bench measured):
 
-* a cap on requests in progress for a key refused within the last window
-  (`RATE_LIMIT_MAX_IN_FLIGHT`, per worker, 4 by default; Stripe's "concurrent requests
-  limiter", applied to the keys that flood): the key's next request is answered 429 here,
-  held like the others, so the slots its window gives back run a few requests at a time
-  instead of one per flooding connection, and the other keys' requests do not queue behind
-  all of them. A key within its limit is never capped, whatever its concurrency: a merchant
-  whose bank answers slowly keeps every request it is allowed. Requests a key had in
-  progress when it was first refused are not counted (they were admitted uncapped);
+* a cap on requests in progress for a key refused lately, from the limiter's refusal until
+  one window after it lifts (`RATE_LIMIT_MAX_IN_FLIGHT`, per worker, 4 by default; Stripe's
+  "concurrent requests limiter", applied to the keys that flood): the key's next request is
+  answered 429 here, held like the others, so the slots its window gives back run a few
+  requests at a time instead of one per flooding connection, and the other keys' requests do
+  not queue behind all of them. A key not refused lately is never capped, whatever its
+  concurrency: a merchant whose bank answers slowly keeps every request it is allowed.
+  Requests a key had in progress when it was first refused are not counted (they were
+  admitted uncapped); with pacing on, a paced key stays refused lately while it is paced;
 * pacing (`RATE_LIMIT_PACE`, off by default, in RefusedKeys): a key refused within the last
   window gets its slots back one interval apart instead of in the burst it spent them in.
 
@@ -67,7 +68,8 @@ PURGE_ABOVE = 4096
 class Refusal(NamedTuple):
     until: float  # time.monotonic() at which the window frees a slot (or the pace allows one)
     policy: RatePolicy
-    paced_until: float  # until then, each admitted request of the key is paced (pace())
+    # Until then the key is "refused lately": capped in flight, and paced if pacing is on.
+    lately_until: float
 
 
 class RefusedKeys:
@@ -85,17 +87,26 @@ class RefusedKeys:
 
     def __init__(self) -> None:
         self._refusals: dict[str, Refusal] = {}
+        self._last_lately_until = 0.0  # the latest lately_until in the table
 
     def __len__(self) -> int:  # expired entries included until looked up or purged
         return len(self._refusals)
+
+    def __bool__(self) -> bool:
+        """Whether any key may be refused lately: the middleware's one test per request. Once
+        the last entry has expired the table is emptied, so that a key refused once, which
+        never comes back, does not cost every later request a key hash."""
+        if self._refusals and self._last_lately_until <= time.monotonic():
+            self._refusals.clear()
+        return bool(self._refusals)
 
     def refuse(self, key_hash: str, policy: RatePolicy, seconds: float) -> None:
         """Record that ``key_hash`` stays refused for ``seconds`` (the window's reset)."""
         now = time.monotonic()
         if len(self._refusals) >= PURGE_ABOVE:
-            self._refusals = {k: r for k, r in self._refusals.items() if r.paced_until > now}
+            self._refusals = {k: r for k, r in self._refusals.items() if r.lately_until > now}
         until = now + seconds
-        self._refusals[key_hash] = Refusal(until, policy, until + policy.window_seconds)
+        self._remember(key_hash, Refusal(until, policy, until + policy.window_seconds))
 
     def pace(self, key_hash: str, policy: RatePolicy) -> None:
         """The limiter admitted a request of ``key_hash``: if the key was refused within the
@@ -104,18 +115,23 @@ class RefusedKeys:
         if refusal is None:  # the hot path: a key that was not refused lately
             return
         now = time.monotonic()
-        if refusal.paced_until <= now:
+        if refusal.lately_until <= now:
             del self._refusals[key_hash]
             return
         interval = policy.window_seconds / policy.quota
-        self._refusals[key_hash] = Refusal(
-            max(refusal.until, now + interval), policy, now + policy.window_seconds
+        self._remember(
+            key_hash,
+            Refusal(max(refusal.until, now + interval), policy, now + policy.window_seconds),
         )
 
+    def _remember(self, key_hash: str, refusal: Refusal) -> None:
+        self._refusals[key_hash] = refusal
+        self._last_lately_until = max(self._last_lately_until, refusal.lately_until)
+
     def refused_lately(self, key_hash: str) -> bool:
-        """Whether the key was refused (or paced) within the last window."""
+        """Whether the key was refused (or paced) lately: until a window after that lifted."""
         refusal = self._refusals.get(key_hash)
-        return refusal is not None and refusal.paced_until > time.monotonic()
+        return refusal is not None and refusal.lately_until > time.monotonic()
 
     def refusal(self, key_hash: str) -> Refusal | None:
         """The key's refusal while it lasts; None once its window has reset."""
@@ -124,7 +140,7 @@ class RefusedKeys:
             return None
         now = time.monotonic()
         if refusal.until <= now:
-            if refusal.paced_until <= now:
+            if refusal.lately_until <= now:
                 del self._refusals[key_hash]
             return None
         return refusal
@@ -161,7 +177,7 @@ class RefusedKeyMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The hot path, with no key refused within a window in this process: one truth test.
+        # The hot path, with no key refused lately in this process: one truth test.
         if not self.refused or scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -55,6 +55,20 @@ def test_a_refused_key_stays_refused_until_its_window_frees_a_slot(clock: Clock)
     assert len(refused) == 0  # the expired entry is gone once looked up
 
 
+def test_the_table_empties_once_its_last_key_is_no_longer_refused_lately(clock: Clock) -> None:
+    """A key refused once that never comes back must not leave the table non-empty for good:
+    the middleware's hot path is the table's truth test."""
+    refused = RefusedKeys()
+    assert not refused
+    refused.refuse("hash-a", PER_KEY, 0.5)
+    clock.now += 1.0
+    refused.refuse("hash-b", PER_KEY, 0.5)
+    assert refused
+    clock.now += 0.5 + PER_KEY.window_seconds  # past hash-b's, the later of the two
+    assert not refused
+    assert len(refused) == 0
+
+
 def test_past_its_size_the_table_drops_the_keys_no_longer_refused_nor_paced(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,7 +237,7 @@ class Parked:
         await send({"type": "http.response.body", "body": b"{}"})
 
 
-def refused_lately(*keys: str) -> RefusedKeys:
+def refused_a_moment_ago(*keys: str) -> RefusedKeys:
     """A table where each key was refused a moment ago, its window already free again: it is
     admitted, and capped (the in-flight cap is for keys refused within the last window)."""
     refused = RefusedKeys()
@@ -236,7 +250,9 @@ async def test_a_key_refused_lately_over_its_in_flight_cap_is_answered_429_witho
     None
 ):
     app = Parked()
-    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0, 256, max_in_flight=2)
+    middleware = RefusedKeyMiddleware(
+        app, refused_a_moment_ago(FLOODER_KEY, OTHER_KEY), 0, 256, max_in_flight=2
+    )
     refused_before = REGISTRY.get_sample_value(
         "gateway_rate_limited_requests_total", {"scope": "in_flight"}
     )
@@ -256,10 +272,11 @@ async def test_a_key_refused_lately_over_its_in_flight_cap_is_answered_429_witho
         REGISTRY.get_sample_value("gateway_rate_limited_requests_total", {"scope": "in_flight"})
         == (refused_before or 0) + 1
     )
-    # Another key, and a request without one, are not held back by the first key's cap.
-    others = [asyncio.create_task(call(middleware, key)) for key in (OTHER_KEY, None)]
+    # Another key, refused lately too, has a count of its own; a request without a key has none.
+    others = [asyncio.create_task(call(middleware, key)) for key in (OTHER_KEY, OTHER_KEY, None)]
     await asyncio.sleep(0.01)
-    assert app.calls == 4
+    assert app.calls == 5
+    assert middleware._in_flight == {hash_api_key(FLOODER_KEY): 2, hash_api_key(OTHER_KEY): 2}
     app.release.set()
     for request in [*in_progress, *others]:
         [start, _] = await request
@@ -274,19 +291,21 @@ async def test_a_key_within_its_limit_is_never_capped() -> None:
     """A merchant whose bank answers slowly may have many requests in progress: until its
     limiter refuses it, none is turned away, though another key is refused lately."""
     app = Parked()
-    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0, 256, max_in_flight=2)
+    middleware = RefusedKeyMiddleware(
+        app, refused_a_moment_ago(FLOODER_KEY), 0, 256, max_in_flight=2
+    )
     in_progress = [asyncio.create_task(call(middleware, OTHER_KEY)) for _ in range(10)]
     await asyncio.sleep(0.01)
     assert app.calls == 10
+    assert middleware._in_flight == {}  # nothing counted for a key that is not capped
     app.release.set()
     assert [(await request)[0]["status"] for request in in_progress] == [201] * 10
-    assert middleware._in_flight == {}  # nothing counted for a key that is not capped
 
 
-async def test_the_cap_ends_a_window_after_the_keys_last_refusal() -> None:
+async def test_the_cap_ends_a_window_after_the_keys_refusal_ends() -> None:
     app = Parked()
     refused = RefusedKeys()
-    # Refused a whole window ago: still in the table, no longer refused lately.
+    # Its refusal ended a whole window ago: still in the table, no longer refused lately.
     refused.refuse(hash_api_key(FLOODER_KEY), PER_KEY, -PER_KEY.window_seconds)
     middleware = RefusedKeyMiddleware(app, refused, 0, 256, max_in_flight=1)
     in_progress = [asyncio.create_task(call(middleware, FLOODER_KEY)) for _ in range(3)]
@@ -299,7 +318,9 @@ async def test_the_cap_ends_a_window_after_the_keys_last_refusal() -> None:
 
 async def test_an_in_flight_refusal_is_held_like_the_others() -> None:
     app = Parked()
-    middleware = RefusedKeyMiddleware(app, refused_lately(FLOODER_KEY), 0.2, 256, max_in_flight=1)
+    middleware = RefusedKeyMiddleware(
+        app, refused_a_moment_ago(FLOODER_KEY), 0.2, 256, max_in_flight=1
+    )
     first = asyncio.create_task(call(middleware, FLOODER_KEY))
     await asyncio.sleep(0.01)
     started = time.monotonic()
