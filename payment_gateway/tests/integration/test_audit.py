@@ -24,6 +24,9 @@ def audit_events(caplog: pytest.LogCaptureFixture, action: str) -> list[dict[str
     ]
 
 
+RANDOM_FIELDS = ("merchant_id", "payment_id", "request_id", "timestamp")
+
+
 async def test_every_payment_read_is_audited_with_who_and_from_where(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -58,7 +61,10 @@ async def test_every_payment_read_is_audited_with_who_and_from_where(
     assert reads[0]["client_address"] == "127.0.0.1"
     assert reads[0]["merchant_id"] != reads[1]["merchant_id"]
     assert PAN not in str(reads)
-    assert PAN[-4:] not in str(reads)
+    # Nor its last four: the ids and the timestamp are left out, as random digits in them may
+    # spell any four (a request id "…ef4242ab…" once did).
+    described = [{k: v for k, v in e.items() if k not in RANDOM_FIELDS} for e in reads]
+    assert PAN[-4:] not in str(described)
 
 
 async def test_failed_authentications_are_audited_but_cannot_flood_the_log(
