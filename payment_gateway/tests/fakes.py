@@ -10,6 +10,7 @@ unique key would be.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Sequence
@@ -927,3 +928,22 @@ class FakeBank:
         """The bank finishes a pending deposit."""
         previous = self.answers[payment_id]
         self.answers[payment_id] = BankAnswer(code, None, previous.transaction_id)
+
+
+class GatedBank(FakeBank):
+    """A FakeBank whose deposits wait until the test opens the gate; ``waiting`` counts the
+    deposits that reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def deposit(
+        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
+    ) -> BankAnswer | BankFault:
+        self.entered.set()
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().deposit(payment_id, request, authentication_id)

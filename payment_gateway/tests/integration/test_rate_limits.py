@@ -15,10 +15,8 @@ import httpx
 import pytest
 import redis
 from asgi_lifespan import LifespanManager
-from fakes import FakeBank
+from fakes import FakeBank, GatedBank
 from limits.aio.storage import RedisStorage
-from payment_gateway.domain.bank import BankAnswer, BankFault
-from payment_gateway.domain.payment import PaymentRequest
 from payment_gateway.main import create_app
 from prometheus_client import REGISTRY
 
@@ -278,26 +276,10 @@ async def test_a_known_refused_key_is_answered_before_its_body_is_read(
         assert len(bank.deposits) == 4
 
 
-class ParkedBank(FakeBank):
-    """Holds every deposit until released, so that payments stay in progress."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-        self.waiting = 0
-
-    async def deposit(
-        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
-    ) -> BankAnswer | BankFault:
-        self.waiting += 1
-        await self.release.wait()
-        return await super().deposit(payment_id, request, authentication_id)
-
-
 async def test_a_key_refused_lately_has_at_most_its_cap_in_progress_and_others_none(
     tmp_path: Path, storage: dict[str, str]
 ) -> None:
-    bank = ParkedBank()
+    bank = GatedBank()
     async with running_gateway(
         tmp_path,
         bank,
@@ -331,7 +313,7 @@ async def test_a_key_refused_lately_has_at_most_its_cap_in_progress_and_others_n
             assert answer.status_code == 429
             assert answer.headers["retry-after"] == "1"
             assert "in progress at once" in answer.json()["detail"]
-        bank.release.set()
+        bank.gate.set()
         paid = await asyncio.gather(*flooder, *other)
         assert [r.status_code for r in paid].count(201) == 2 + 6
 

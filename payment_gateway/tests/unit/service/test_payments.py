@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory
+from fakes import FakeBank, FakeClock, FakeStore, FakeUnitOfWorkFactory, GatedBank
 from payment_gateway.domain.bank import BankAnswer, BankFault
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import PaymentRequest, PaymentStatus
@@ -23,22 +23,6 @@ APPROVED = "4242424242424242"
 DECLINED = "4000000000000002"
 PENDING = "4000000000009995"
 UNSUPPORTED = "5555555555554444"
-
-
-class GatedBank(FakeBank):
-    """A FakeBank whose deposits wait until the test opens the gate."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = asyncio.Event()
-        self.gate = asyncio.Event()
-
-    async def deposit(
-        self, payment_id: str, request: PaymentRequest, authentication_id: str | None = None
-    ) -> BankAnswer | BankFault:
-        self.entered.set()
-        await self.gate.wait()
-        return await super().deposit(payment_id, request, authentication_id)
 
 
 # --- outcomes ------------------------------------------------------------------------------
