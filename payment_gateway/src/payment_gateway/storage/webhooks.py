@@ -21,7 +21,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    null,
     select,
     update,
 )
@@ -358,35 +357,35 @@ class SqlWebhookRepository:
                 for outcome in outcomes
             ],
         )
+        latest = max(outcome.attempted_at for outcome in outcomes)
         for status in DeliveryStatus:
-            await self._set_status(status, [o for o in outcomes if o.status is status])
+            await self._set_status(status, [o for o in outcomes if o.status is status], latest)
         await self._track_endpoints(outcomes, failing_since_cutoff)
 
-    async def _set_status(self, status: DeliveryStatus, outcomes: list[DeliveryOutcome]) -> None:
-        """One statement per status; NULLs as SQL literals (MariaDB's bulk execution refuses
-        a parameter that is NULL in every row)."""
+    async def _set_status(
+        self, status: DeliveryStatus, outcomes: list[DeliveryOutcome], updated_at: datetime
+    ) -> None:
+        """One UPDATE of the batch's delivered (or failed) rows, all stamped with the batch's
+        latest attempt: one run per row (executemany) was a database round trip per webhook.
+        Each attempt's own time is in its attempts row. Pending rows, each with its own next
+        attempt, are the retries' rarer path: one statement per row."""
         if not outcomes:
             return
         deliveries = webhook_deliveries
-        rows: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            row = {"delivery_id": outcome.delivery.id, "updated_at": outcome.attempted_at}
-            if status is DeliveryStatus.PENDING:
-                row["next_attempt_at"] = outcome.next_attempt_at
-            rows.append(row)
-        statement = (
+        counted = {"attempts": deliveries.c.attempts + 1, "updated_at": updated_at}
+        if status is not DeliveryStatus.PENDING:
+            await self._connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([outcome.delivery.id for outcome in outcomes]))
+                .values(status=status.value, next_attempt_at=None, **counted)
+            )
+            return
+        await self._connection.execute(
             update(deliveries)
             .where(deliveries.c.id == bindparam("delivery_id"))
-            .values(
-                status=status.value,
-                attempts=deliveries.c.attempts + 1,
-                updated_at=bindparam("updated_at"),
-                next_attempt_at=(
-                    bindparam("next_attempt_at") if status is DeliveryStatus.PENDING else null()
-                ),
-            )
+            .values(status=status.value, next_attempt_at=bindparam("retry_at"), **counted),
+            [{"delivery_id": o.delivery.id, "retry_at": o.next_attempt_at} for o in outcomes],
         )
-        await self._connection.execute(statement, rows)
 
     async def _track_endpoints(
         self, outcomes: Sequence[DeliveryOutcome], failing_since_cutoff: datetime
