@@ -204,7 +204,10 @@ class HttpWebhookSender:
         """One of the host's in-flight places, waited for within the attempt's deadline (as
         httpx's pool timeout did), held until the answer has been read."""
         slot = self._slots[origin]
-        async with asyncio.timeout_at(deadline):
+        if slot.locked():
+            async with asyncio.timeout_at(deadline):
+                await slot.acquire()
+        else:  # free: taken at once, without arming a timer
             await slot.acquire()
         try:
             yield
