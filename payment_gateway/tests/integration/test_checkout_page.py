@@ -149,6 +149,38 @@ async def test_a_form_post_must_be_a_form(gateway: Gateway) -> None:
     assert gateway.bank.deposits == []
 
 
+async def test_a_form_too_long_for_the_page_gets_a_page_not_json(gateway: Gateway) -> None:
+    created = await create_session(gateway)
+    path = page_path(created["id"])
+    form = card_form((await gateway.client.get(path)).text)
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b"card_name="
+        for _ in range(10):
+            yield b"A" * 8192
+
+    # Over the form's own limit, then over every request's (64 KiB), declared and streamed.
+    answers = [
+        await gateway.client.post(path, data={**form, "card_name": "A" * padding})
+        for padding in (5_000, 70_000)
+    ]
+    answers.append(
+        await gateway.client.post(
+            path,
+            content=streamed(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
+
+    for answer in answers:
+        assert answer.status_code == 413
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "This form cannot be accepted" in answer.text
+        assert_page_headers(answer)
+    assert gateway.bank.deposits == []
+    assert (await read_session(gateway, created["id"]))["status"] == "open"
+
+
 async def test_field_errors_show_by_their_field_and_never_echo_the_card(gateway: Gateway) -> None:
     created = await create_session(gateway)
     page = await gateway.client.get(page_path(created["id"]))

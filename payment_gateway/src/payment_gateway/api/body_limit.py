@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payment_gateway.api.html_pages import form_refused_page
 from payment_gateway.api.problems import problem_response
+from payment_gateway.domain.checkout import CHECKOUT_PATH
+from payment_gateway.service.payments import THREE_D_SECURE_RETURN_PATH
 
 MAX_BODY_BYTES = 64 * 1024
+# A shopper's browser gets a page, as for the checkout form's own (smaller) limit; the API
+# gets problem+json.
+PAGE_PATHS = (CHECKOUT_PATH, THREE_D_SECURE_RETURN_PATH)
 
 
 class BodyTooLarge(Exception):
@@ -55,6 +61,10 @@ class BodySizeLimitMiddleware:
             await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith(PAGE_PATHS):
+            page = form_refused_page(413, headers={"Connection": "close"})
+            await page(scope, receive, send)
+            return
         response = problem_response(
             413,
             "Content Too Large",

@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from payment_gateway.api.checkout_form import read_card_form
 from payment_gateway.api.dependencies import limit_by_address
-from payment_gateway.api.html_pages import message_page, render_page
+from payment_gateway.api.html_pages import form_refused_page, message_page, render_page
 from payment_gateway.api.rate_limit import RateLimited
 from payment_gateway.bootstrap import Services
 from payment_gateway.domain.checkout import (
@@ -248,7 +248,7 @@ async def submit_card(session_id: str, request: Request) -> Response:
         return services
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type not in _FORM_TYPES:
-        return message_page(415, "This form cannot be accepted", "Send the form from its page.")
+        return form_refused_page(415)
     declared = request.headers.get("content-length", "")
     form = (
         None
@@ -256,7 +256,7 @@ async def submit_card(session_id: str, request: Request) -> Response:
         else await _read_form(request)
     )
     if form is None:
-        return message_page(413, "This form cannot be accepted", "Send the form from its page.")
+        return form_refused_page(413)
     token = form.get("csrf_token")
     expected = csrf_token(services.settings.idempotency_key_bytes, session_id)
     if not isinstance(token, str) or not hmac.compare_digest(token, expected):

@@ -70,3 +70,10 @@ def message_page(
         "go_on": go_on,
     }
     return render_page("checkout/message.html", status_code, context, headers=headers)
+
+
+def form_refused_page(status_code: int, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """A post the page's own form would never send: not a form (415) or far too long (413)."""
+    return message_page(
+        status_code, "This form cannot be accepted", "Send the form from its page.", headers=headers
+    )
