@@ -25,7 +25,7 @@ from payment_gateway.service.ports import (
 from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.migrate import migrate
-from payment_gateway.storage.tables import payments
+from payment_gateway.storage.tables import cards, payments
 from payment_gateway.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
 from sqlalchemy import func, select
 
@@ -335,3 +335,54 @@ async def test_outcome_fields_null_in_a_whole_batch_are_written_as_null_or_kept(
             )
         ).all()
     assert [tuple(row) for row in rows] == [("succeeded", "0", None, "tx-kept", None)] * 4
+
+
+async def test_new_payment_fields_null_in_a_whole_batch_or_some_rows_are_written_as_null(
+    store: Store,
+) -> None:
+    """The batch's INSERTs leave out the columns that are NULL in every row (bulk execution
+    refuses them): each row must still read back as it was given."""
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
+    # No key, no holder name, no 3-D Secure, no checkout session in any row ...
+    bare = [new_payment(store.merchant) for _ in range(3)]
+    # ... and a key in every other row.
+    mixed = [
+        new_payment(store.merchant, f"key-{uuid.uuid4().hex}" if i % 2 else None) for i in range(4)
+    ]
+    before = store.uow.transactions
+    await asyncio.gather(*(recorder.record(new) for new in bare))
+    await asyncio.gather(*(recorder.record(new) for new in mixed))
+
+    assert store.uow.transactions - before == 2  # one multi-row INSERT per batch
+    statement = select(
+        payments.c.id,
+        payments.c.reference,
+        payments.c.idempotency_key,
+        payments.c.request_hash,
+        payments.c.three_d_secure,
+        payments.c.checkout_session_id,
+        payments.c.next_attempt_at.is_not(None),
+        cards.c.holder_name_encrypted,
+        cards.c.bin,
+    ).join(cards, cards.c.id == payments.c.card_id)
+    async with store.uow.engine.connect() as connection:
+        rows = {
+            row[0]: tuple(row[1:])
+            for row in await connection.execute(
+                statement.where(payments.c.merchant_id == store.merchant.id)
+            )
+        }
+    expected = {
+        new.payment.id: (
+            "group-commit",
+            new.idempotency.key if new.idempotency else None,
+            "hash" if new.idempotency else None,
+            None,
+            None,
+            True,
+            None,
+            "424242",
+        )
+        for new in bare + mixed
+    }
+    assert rows == expected

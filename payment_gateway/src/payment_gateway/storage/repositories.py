@@ -97,6 +97,32 @@ _NULLABLE_OUTCOME_FIELDS = (
     "tracking_id",
     "three_d_secure",
 )
+_NULLABLE_CARD_COLUMNS = ("holder_name_encrypted", "bin")
+_NULLABLE_PAYMENT_COLUMNS = (
+    "reference",
+    "idempotency_key",
+    "request_hash",
+    "next_attempt_at",
+    "three_d_secure",
+    "checkout_session_id",
+)
+
+
+def _without_all_null(
+    rows: list[dict[str, Any]], nullable: Sequence[str]
+) -> tuple[frozenset[str], list[dict[str, Any]]]:
+    """The nullable fields that are None in every row, and the rows without them.
+
+    MariaDB's bulk execution (asyncmy's executemany: every row bound in binary, one round
+    trip) refuses a column that is NULL in every row, and asyncmy then falls back to one
+    multi-row statement of escaped text: so went every batch of API payments, whose 3-D
+    Secure and checkout columns are NULL. Left out, an INSERT's column takes its default,
+    NULL, and an UPDATE's is not SET at all.
+    """
+    nulls = frozenset(name for name in nullable if all(row[name] is None for row in rows))
+    if not nulls:
+        return nulls, rows
+    return nulls, [{k: v for k, v in row.items() if k not in nulls} for row in rows]
 
 
 @functools.cache
@@ -364,8 +390,12 @@ class SqlPaymentRepository(SqlPaymentListing):
 
     async def add_many(self, entries: Sequence[NewPayment]) -> None:
         """Insert payments with their cards: two statements, however many payments."""
-        card_rows = [_card_row(entry) for entry in entries]
-        payment_rows = [_payment_row(entry) for entry in entries]
+        _, card_rows = _without_all_null(
+            [_card_row(entry) for entry in entries], _NULLABLE_CARD_COLUMNS
+        )
+        _, payment_rows = _without_all_null(
+            [_payment_row(entry) for entry in entries], _NULLABLE_PAYMENT_COLUMNS
+        )
 
         def insert_all(connection: Connection) -> None:
             # Both statements in one hop to the driver's thread of control (one greenlet
@@ -429,15 +459,9 @@ class SqlPaymentRepository(SqlPaymentListing):
 
         def update_all(connection: Connection) -> int:
             changed = 0
-            for status, rows in by_status.items():
-                nulls = frozenset(
-                    name
-                    for name in _NULLABLE_OUTCOME_FIELDS
-                    if all(row[name] is None for row in rows)
-                )
+            for status, all_rows in by_status.items():
                 # A parameter named after a column would be SET as well: leave those out.
-                if nulls:
-                    rows = [{k: v for k, v in row.items() if k not in nulls} for row in rows]
+                nulls, rows = _without_all_null(all_rows, _NULLABLE_OUTCOME_FIELDS)
                 changed += connection.execute(_guarded_update(status, nulls), rows).rowcount
             return changed
 
