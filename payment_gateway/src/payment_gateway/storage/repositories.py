@@ -108,7 +108,7 @@ _NULLABLE_PAYMENT_COLUMNS = (
 )
 
 
-def _without_all_null(
+def without_all_null(
     rows: list[dict[str, Any]], nullable: Sequence[str]
 ) -> tuple[frozenset[str], list[dict[str, Any]]]:
     """The nullable fields that are None in every row, and the rows without them.
@@ -390,10 +390,10 @@ class SqlPaymentRepository(SqlPaymentListing):
 
     async def add_many(self, entries: Sequence[NewPayment]) -> None:
         """Insert payments with their cards: two statements, however many payments."""
-        _, card_rows = _without_all_null(
+        _, card_rows = without_all_null(
             [_card_row(entry) for entry in entries], _NULLABLE_CARD_COLUMNS
         )
-        _, payment_rows = _without_all_null(
+        _, payment_rows = without_all_null(
             [_payment_row(entry) for entry in entries], _NULLABLE_PAYMENT_COLUMNS
         )
 
@@ -461,7 +461,7 @@ class SqlPaymentRepository(SqlPaymentListing):
             changed = 0
             for status, all_rows in by_status.items():
                 # A parameter named after a column would be SET as well: leave those out.
-                nulls, rows = _without_all_null(all_rows, _NULLABLE_OUTCOME_FIELDS)
+                nulls, rows = without_all_null(all_rows, _NULLABLE_OUTCOME_FIELDS)
                 changed += connection.execute(_guarded_update(status, nulls), rows).rowcount
             return changed
 

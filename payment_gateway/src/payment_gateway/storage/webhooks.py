@@ -36,7 +36,7 @@ from payment_gateway.service.ports import (
     DueDelivery,
     ListPosition,
 )
-from payment_gateway.storage.repositories import beyond, skip_locked
+from payment_gateway.storage.repositories import beyond, skip_locked, without_all_null
 from payment_gateway.storage.tables import (
     events,
     webhook_attempts,
@@ -342,8 +342,8 @@ class SqlWebhookRepository:
     ) -> None:
         if not outcomes:
             return
-        await self._connection.execute(
-            insert(webhook_attempts),
+        # A batch of deliveries has no error in any row: left out, as bulk execution wants.
+        _, attempts = without_all_null(
             [
                 {
                     "id": new_id(),
@@ -356,7 +356,9 @@ class SqlWebhookRepository:
                 }
                 for outcome in outcomes
             ],
+            ("status_code", "error", "response_excerpt"),
         )
+        await self._connection.execute(insert(webhook_attempts), attempts)
         latest = max(outcome.attempted_at for outcome in outcomes)
         for status in DeliveryStatus:
             await self._set_status(status, [o for o in outcomes if o.status is status], latest)
