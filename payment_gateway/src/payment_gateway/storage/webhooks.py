@@ -368,9 +368,10 @@ class SqlWebhookRepository:
         self, status: DeliveryStatus, outcomes: list[DeliveryOutcome], updated_at: datetime
     ) -> None:
         """One UPDATE of the batch's delivered (or failed) rows, all stamped with the batch's
-        latest attempt: one run per row (executemany) was a database round trip per webhook.
-        Each attempt's own time is in its attempts row. Pending rows, each with its own next
-        attempt, are the retries' rarer path: one statement per row."""
+        latest attempt, rather than one per row (bulk-executed in one round trip, but still a
+        statement per row for the server and a row of parameters to bind here). Each attempt's
+        own time is in its attempts row. Pending rows, each with its own next attempt, are
+        the retries' rarer path: one statement per row."""
         if not outcomes:
             return
         deliveries = webhook_deliveries
