@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 # refused within one window; past this size, entries whose window has reset are dropped.
 PURGE_ABOVE = 4096
 
+API_PATH = "/api/"  # the routes that take an API key
+
 
 class Refusal(NamedTuple):
     until: float  # time.monotonic() at which the window frees a slot (or the pace allows one)
@@ -177,8 +179,10 @@ class RefusedKeyMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The hot path, with no key refused lately in this process: one truth test.
-        if not self.refused or scope["type"] != "http":
+        # The hot path, with no key refused lately in this process: one truth test. Only
+        # the API authenticates by key: health, readiness, the docs and the shopper's pages
+        # are never refused for a key their caller happens to send (a probe, a browser).
+        if not self.refused or scope["type"] != "http" or not scope["path"].startswith(API_PATH):
             await self.app(scope, receive, send)
             return
         api_key = _bearer_token(scope["headers"])
