@@ -97,15 +97,8 @@ _NULLABLE_OUTCOME_FIELDS = (
     "tracking_id",
     "three_d_secure",
 )
-_NULLABLE_CARD_COLUMNS = ("holder_name_encrypted", "bin")
-_NULLABLE_PAYMENT_COLUMNS = (
-    "reference",
-    "idempotency_key",
-    "request_hash",
-    "next_attempt_at",
-    "three_d_secure",
-    "checkout_session_id",
-)
+_NULLABLE_CARD_COLUMNS = tuple(column.name for column in cards.c if column.nullable)
+_NULLABLE_PAYMENT_COLUMNS = tuple(column.name for column in payments.c if column.nullable)
 
 
 def without_all_null(
@@ -119,7 +112,8 @@ def without_all_null(
     Secure and checkout columns are NULL. Left out, an INSERT's column takes its default,
     NULL, and an UPDATE's is not SET at all.
     """
-    nulls = frozenset(name for name in nullable if all(row[name] is None for row in rows))
+    # A field missing from the rows is left out already (a column the INSERT does not set).
+    nulls = frozenset(name for name in nullable if all(row.get(name) is None for row in rows))
     if not nulls:
         return nulls, rows
     return nulls, [{k: v for k, v in row.items() if k not in nulls} for row in rows]

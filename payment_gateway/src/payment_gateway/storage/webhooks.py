@@ -45,6 +45,7 @@ from payment_gateway.storage.tables import (
 )
 
 _insert_event = insert(events)
+_NULLABLE_ATTEMPT_COLUMNS = tuple(column.name for column in webhook_attempts.c if column.nullable)
 _EVENTS_BY_MERCHANT = "ix_events_merchant_id_created_at_id"
 _EVENTS_BY_TYPE = "ix_events_merchant_id_type_created_at_id"
 
@@ -356,7 +357,7 @@ class SqlWebhookRepository:
                 }
                 for outcome in outcomes
             ],
-            ("status_code", "error", "response_excerpt"),
+            _NULLABLE_ATTEMPT_COLUMNS,
         )
         await self._connection.execute(insert(webhook_attempts), attempts)
         latest = max(outcome.attempted_at for outcome in outcomes)

@@ -28,7 +28,7 @@ from payment_gateway.domain.webhooks import (
     UnsafeWebhookUrl,
     WebhookMessage,
 )
-from payment_gateway.http_transport import Http11Transport
+from payment_gateway.http_transport import Http11Transport, acquire_until
 from payment_gateway.webhooks.addresses import ResolvedUrl, UrlGuard
 from payment_gateway.webhooks.retry_after import parse_retry_after
 
@@ -204,11 +204,7 @@ class HttpWebhookSender:
         """One of the host's in-flight places, waited for within the attempt's deadline (as
         httpx's pool timeout did), held until the answer has been read."""
         slot = self._slots[origin]
-        if slot.locked():
-            async with asyncio.timeout_at(deadline):
-                await slot.acquire()
-        else:  # free: taken at once, without arming a timer
-            await slot.acquire()
+        await acquire_until(slot, deadline)
         try:
             yield
         finally:
