@@ -153,8 +153,9 @@ payments = Table(
     # index reads (and, with FOR UPDATE, locks) just the due rows it takes, in order.
     Index(None, "next_attempt_at"),
     Index(None, "created_at"),
-    # A session's payments: whether one is still pending (expiry waits for it).
-    Index(None, "checkout_session_id", "status"),
+    # A session's payments: whether one is still pending (expiry waits for it). Not keyed by
+    # status too: every status change of every payment would rewrite its entry (0010).
+    Index(None, "checkout_session_id"),
 )
 
 # One row per secret that data is written under: a value that only the same secret
