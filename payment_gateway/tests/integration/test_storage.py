@@ -285,6 +285,28 @@ async def test_migrations_match_the_table_definitions(empty_database_url: str) -
     assert diff == []
 
 
+async def test_every_migration_downgrades_and_upgrades_again(empty_database_url: str) -> None:
+    """Down to an empty schema and back: each downgrade undoes its upgrade (an operator's
+    way back from a release), and the schema comes out as the table definitions again."""
+    engine = create_engine(empty_database_url, pool_size=1)
+    try:
+        await migrate(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to, "base")
+            tables_left = await connection.run_sync(
+                lambda sync: set(inspect(sync).get_table_names()) - {"alembic_version"}
+            )
+        await migrate(engine)
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert tables_left == set()
+    assert diff == []
+
+
 async def test_migration_0002_erases_the_fingerprints_that_covered_the_cvv(
     empty_database_url: str,
 ) -> None:
@@ -339,6 +361,12 @@ def _upgrade_to(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def _downgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 async def test_rotating_card_keys_lets_the_old_key_go(
