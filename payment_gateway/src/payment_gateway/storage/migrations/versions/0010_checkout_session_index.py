@@ -4,9 +4,10 @@ Revision ID: 0010
 Revises: 0009
 
 The index on (checkout_session_id, status) was rewritten by every status change of every
-payment, API payments too (their key is (NULL, status)), though only the hosted page's
-expiry reads it, for a session's few payments. Keyed by the session alone, a status change
-leaves it untouched; the expiry's lookup reads the session's rows for their status.
+payment, API payments too (their key is (NULL, status)), though only the reads of a
+checkout session and its expiry use it, for a session's few payments. Keyed by the session
+alone, a status change leaves it untouched; those lookups read the session's rows for their
+status.
 """
 
 from collections.abc import Sequence
