@@ -116,6 +116,29 @@ async def test_the_request_goes_out_as_http11_and_the_answer_comes_back(
     assert sent.endswith(b'\r\n\r\n{"amount":1000}')
 
 
+async def test_send_frames_the_request_itself_and_answers_bytes(
+    serve: Callable[[Script], Awaitable[ScriptedServer]], transport: Http11Transport
+) -> None:
+    """The lean entry point the bank adapter and the webhook sender use: Host first,
+    Content-Length for a body (none without one), the answer whole."""
+    box: list[ScriptedServer] = []
+    server = await serve(keep_answering(ok(b"{}", extra=b"Retry-After: 7\r\n"), box))
+    box.append(server)
+    url = httpx.URL(server.url())
+    timeouts = TIMEOUTS["timeout"]
+    posted = await transport.send("POST", url, [(b"X-Request-ID", b"r-2")], b"[1]", timeouts)
+    got = await transport.send("GET", url, [], None, timeouts)
+    assert (posted.status, posted.body, posted.header("retry-after")) == (201, b"{}", "7")
+    assert got.header("content-length") == "2"
+    assert got.header("x-missing") is None
+    assert server.requests == [
+        b"POST /api/v1/deposit HTTP/1.1\r\nhost: 127.0.0.1:%d\r\nX-Request-ID: r-2\r\n"
+        b"content-length: 3\r\n\r\n[1]" % server.port,
+        b"GET /api/v1/deposit HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n\r\n" % server.port,
+    ]
+    assert server.connections == 1
+
+
 async def test_a_keep_alive_connection_is_reused(
     serve: Callable[[Script], Awaitable[ScriptedServer]], transport: Http11Transport
 ) -> None:

@@ -28,7 +28,7 @@ from payment_gateway.domain.webhooks import (
     UnsafeWebhookUrl,
     WebhookMessage,
 )
-from payment_gateway.http_transport import Http11Transport, acquire_until
+from payment_gateway.http_transport import Answer, Http11Transport, acquire_until
 from payment_gateway.webhooks.addresses import ResolvedUrl, UrlGuard
 from payment_gateway.webhooks.retry_after import parse_retry_after
 
@@ -137,25 +137,32 @@ class HttpWebhookSender:
         async with self._pool(origin) as pool, self._slot(origin, deadline):
             for address in resolved.addresses:
                 target, host = _target(resolved.url, address)
-                request = httpx.Request(
-                    "POST",
-                    target,
-                    content=message.body,
-                    headers={
-                        "host": host,
-                        "webhook-id": message.event_id,
-                        "webhook-timestamp": str(signed[0]),
-                        "webhook-signature": signed[1],
-                        "content-type": "application/json",
-                        "user-agent": USER_AGENT,
-                        # The excerpt is read raw: no decompression bomb.
-                        "accept-encoding": "identity",
-                    },
-                    extensions=extensions,
-                )
+                headers = [
+                    (b"host", host.encode()),
+                    (b"webhook-id", message.event_id.encode()),
+                    (b"webhook-timestamp", b"%d" % signed[0]),
+                    (b"webhook-signature", signed[1].encode()),
+                    (b"content-type", b"application/json"),
+                    (b"user-agent", USER_AGENT.encode()),
+                    # The excerpt is read raw: no decompression bomb.
+                    (b"accept-encoding", b"identity"),
+                ]
                 try:
                     async with asyncio.timeout_at(deadline):
-                        response = await pool.handle_async_request(request)
+                        if isinstance(pool, Http11Transport):  # http: no httpx objects
+                            answer = await pool.send(
+                                "POST", target, headers, message.body, self._timeouts
+                            )
+                            return _whole(answer, started)
+                        response = await pool.handle_async_request(
+                            httpx.Request(
+                                "POST",
+                                target,
+                                content=message.body,
+                                headers=headers,
+                                extensions=extensions,
+                            )
+                        )
                 except httpx.ConnectError as exc:
                     refused = exc  # nothing was sent: the next address may answer
                     continue
@@ -227,18 +234,27 @@ def _target(url: str, address: str) -> tuple[httpx.URL, str]:
     return parsed.copy_with(host=address), parsed.netloc.decode("ascii")
 
 
+def _whole(answer: Answer, started: float) -> SendResult:
+    """The result of an answer the lean http transport read whole (it bounds its size)."""
+    return _result(
+        answer.status, answer.body[:EXCERPT_BYTES], answer.header("retry-after"), started
+    )
+
+
 async def _answered(response: httpx.Response, started: float, deadline: float) -> SendResult:
-    if response.is_stream_consumed:  # the lean http transport reads whole (small) answers
-        excerpt = bytearray(response.content[:EXCERPT_BYTES])
-    else:
-        excerpt = await _excerpt(response, deadline)
-    status = response.status_code
+    excerpt = await _excerpt(response, deadline)
+    return _result(response.status_code, excerpt, response.headers.get("retry-after"), started)
+
+
+def _result(
+    status: int, excerpt: bytes | bytearray, retry_after: str | None, started: float
+) -> SendResult:
     return SendResult(
         status_code=status,
         duration_ms=_elapsed_ms(started),
         error="redirects are not followed" if 300 <= status < 400 else None,
         response_excerpt=excerpt.decode("utf-8", errors="replace"),
-        retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+        retry_after_seconds=parse_retry_after(retry_after),
     )
 
 
