@@ -393,15 +393,11 @@ async def test_migration_0002_erases_the_fingerprints_that_covered_the_cvv(
 
 
 def _upgrade_to(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    command.upgrade(alembic_config(connection), revision)
 
 
 def _downgrade_to(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, revision)
+    command.downgrade(alembic_config(connection), revision)
 
 
 async def test_rotating_card_keys_lets_the_old_key_go(

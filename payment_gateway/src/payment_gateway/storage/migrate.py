@@ -19,16 +19,18 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MYSQL_LOCK = "payment_gateway_migrations"
 
 
-def alembic_config() -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration; with ``connection``, its commands run on that connection
+    (migrations/env.py takes it) rather than on one of their own."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
 def _upgrade(connection: Connection) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(alembic_config(connection), "head")
 
 
 class AutoMigrateRefused(RuntimeError):
