@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Row,
     Select,
     Table,
@@ -55,6 +54,7 @@ from payment_gateway.service.ports import (
     StatusTransition,
     StoredCard,
 )
+from payment_gateway.storage.bulk_writes import BulkWriter
 from payment_gateway.storage.tables import api_keys, cards, merchants, operations, payments
 
 _OPEN = [status.value for status in OPEN_STATUSES]
@@ -379,8 +379,9 @@ async def _claim_due_rows(
 
 
 class SqlPaymentRepository(SqlPaymentListing):
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, bulk: BulkWriter) -> None:
         self._connection = connection
+        self._bulk = bulk  # the group commit's writes: on the driver itself where it can
 
     async def add_many(self, entries: Sequence[NewPayment]) -> None:
         """Insert payments with their cards: two statements, however many payments."""
@@ -391,14 +392,9 @@ class SqlPaymentRepository(SqlPaymentListing):
             [_payment_row(entry) for entry in entries], _NULLABLE_PAYMENT_COLUMNS
         )
 
-        def insert_all(connection: Connection) -> None:
-            # Both statements in one hop to the driver's thread of control (one greenlet
-            # switch instead of two); several rows are one multi-row INSERT on MySQL.
-            connection.execute(_insert_card, card_rows)
-            connection.execute(_insert_payment, payment_rows)
-
         try:
-            await self._connection.run_sync(insert_all)
+            await self._bulk.execute_many(_insert_card, card_rows)
+            await self._bulk.execute_many(_insert_payment, payment_rows)
         except IntegrityError as exc:
             # The only unique constraint a fresh uuid can hit is the idempotency claim.
             claimed = [entry.idempotency.key for entry in entries if entry.idempotency]
@@ -451,15 +447,12 @@ class SqlPaymentRepository(SqlPaymentListing):
                 _transition_params(transition)
             )
 
-        def update_all(connection: Connection) -> int:
-            changed = 0
-            for status, all_rows in by_status.items():
-                # A parameter named after a column would be SET as well: leave those out.
-                nulls, rows = without_all_null(all_rows, _NULLABLE_OUTCOME_FIELDS)
-                changed += connection.execute(_guarded_update(status, nulls), rows).rowcount
-            return changed
-
-        return await self._connection.run_sync(update_all)
+        changed = 0
+        for status, all_rows in by_status.items():
+            # A parameter named after a column would be SET as well: leave those out.
+            nulls, rows = without_all_null(all_rows, _NULLABLE_OUTCOME_FIELDS)
+            changed += await self._bulk.execute_many(_guarded_update(status, nulls), rows)
+        return changed
 
     async def claim_due(
         self,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_gateway.service.errors import StorageContention, StorageUnavailable
+from payment_gateway.storage.bulk_writes import BulkWriter
 from payment_gateway.storage.checkout import SqlCheckoutSessionRepository
 from payment_gateway.storage.database import (
     NODE_NOT_READY,
@@ -50,6 +51,7 @@ class SqlUnitOfWork:
         self._read_only = read_only
         self._autocommit = autocommit
         self._connection: AsyncConnection | None = None
+        self._bulk: BulkWriter | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -60,11 +62,12 @@ class SqlUnitOfWork:
         if self._read_only:
             connection = await connection.execution_options(**{READ_ONLY: True})
         self._connection = connection
-        self.payments = SqlPaymentRepository(connection)
+        self._bulk = bulk = BulkWriter(connection, autocommit=self._autocommit)
+        self.payments = SqlPaymentRepository(connection, bulk)
         self.merchants = SqlMerchantRepository(connection)
         self.cards = SqlCardRepository(connection)
         self.operations = SqlOperationRepository(connection)
-        self.events = SqlEventRepository(connection)
+        self.events = SqlEventRepository(bulk)
         self.webhooks = SqlWebhookRepository(connection)
         self.checkout_sessions = SqlCheckoutSessionRepository(connection)
         return self
@@ -75,13 +78,15 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection = self._connection
-        self._connection = None
+        connection, bulk = self._connection, self._bulk
+        self._connection = self._bulk = None
         if connection is None:
             return
         try:
             if connection.in_transaction():
-                await connection.rollback()
+                await connection.rollback()  # the bulk writer's statements with the rest
+            elif bulk is not None:
+                await bulk.rollback()
         except DBAPIError as rollback_error:
             if exc is None:
                 if rollback_error.connection_invalidated:
@@ -100,9 +105,15 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._connection is not None, "commit outside the unit of work"
+        assert self._bulk is not None
         # In autocommit mode the server committed each statement as it ran.
-        if not self._autocommit and self._connection.in_transaction():
-            await self._connection.commit()
+        if self._autocommit:
+            return
+        if self._connection.in_transaction():
+            await self._connection.commit()  # the bulk writer's statements with the rest
+            self._bulk.ended()
+        else:
+            await self._bulk.commit()  # only the bulk writer wrote: commit on the driver
 
 
 class SqlUnitOfWorkFactory:

@@ -36,6 +36,7 @@ from payment_gateway.service.ports import (
     DueDelivery,
     ListPosition,
 )
+from payment_gateway.storage.bulk_writes import BulkWriter
 from payment_gateway.storage.repositories import beyond, skip_locked, without_all_null
 from payment_gateway.storage.tables import (
     events,
@@ -107,8 +108,8 @@ def _signing_secrets(row: Any, now: datetime) -> tuple[bytes, ...]:
 class SqlEventRepository:
     """The outbox's write, inside the transaction of the change (a unit of work's `events`)."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+    def __init__(self, bulk: BulkWriter) -> None:
+        self._bulk = bulk  # on the driver itself where it can, with the change's other writes
 
     async def add_many(self, new_events: Sequence[Event]) -> None:
         rows = [
@@ -123,7 +124,7 @@ class SqlEventRepository:
             }
             for event in new_events
         ]
-        await self._connection.execute(_insert_event, rows)
+        await self._bulk.execute_many(_insert_event, rows)
 
 
 class SqlWebhookRepository:
