@@ -4,8 +4,9 @@ connection, and a connection lost under them is named as SQLAlchemy's path names
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -103,17 +104,33 @@ async def test_driver_writes_left_uncommitted_are_rolled_back_not_inherited(
     assert [row[0] for row in await stored(mysql_url, committed)] == [committed[0].payment.id]
 
 
-async def test_a_connection_lost_under_driver_writes_is_unavailable_then_replaced(
-    uow: SqlUnitOfWorkFactory, merchant: Merchant, mysql_url: str
-) -> None:
-    async with uow() as work:
-        connection_id = await work.payments._connection.scalar(text("SELECT CONNECTION_ID()"))
+async def connection_ids(uow: SqlUnitOfWorkFactory, count: int) -> list[int]:
+    """Open ``count`` pooled connections at once; their server-side ids."""
+
+    async def one() -> int:
+        async with uow() as work:
+            connection_id = await work.payments._connection.scalar(text("SELECT CONNECTION_ID()"))
+            await asyncio.sleep(0.05)  # held, so that the others take connections of their own
+        return int(connection_id)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def kill(connection_ids: Iterable[int]) -> None:
+    """Cut these connections on the server, as a restart or failover would."""
     admin = create_async_engine(MYSQL_SERVER_URL, isolation_level="AUTOCOMMIT")
     try:
-        async with admin.connect() as connection:  # as a server restart or failover would
-            await connection.execute(text(f"KILL {int(connection_id)}"))
+        async with admin.connect() as connection:
+            for connection_id in connection_ids:
+                await connection.execute(text(f"KILL {connection_id}"))
     finally:
         await admin.dispose()
+
+
+async def test_a_connection_lost_under_driver_writes_is_unavailable_then_replaced(
+    uow: SqlUnitOfWorkFactory, merchant: Merchant
+) -> None:
+    await kill(await connection_ids(uow, 1))
 
     batch = [new_payment(merchant)]
     with pytest.raises(StorageUnavailable):
@@ -125,3 +142,24 @@ async def test_a_connection_lost_under_driver_writes_is_unavailable_then_replace
         assert await work.payments._connection.scalar(
             count.where(payments.c.id == batch[0].payment.id)
         )
+
+
+async def test_one_lost_connection_retires_the_pools_others(
+    mysql_url: str, merchant: Merchant
+) -> None:
+    uow = SqlUnitOfWorkFactory(create_engine(mysql_url, pool_size=8))  # 4 in its pool
+    try:
+        await kill(await connection_ids(uow, 4))  # every pooled connection cut at once
+
+        outcomes = []
+        for _ in range(5):
+            try:
+                await write(uow, [new_payment(merchant)])
+                outcomes.append("written")
+            except StorageUnavailable:
+                outcomes.append("unavailable")
+    finally:
+        await uow.dispose()
+    # The first batch finds the cut; the pool's other connections go with its own, instead
+    # of failing a batch each.
+    assert outcomes == ["unavailable"] + ["written"] * 4

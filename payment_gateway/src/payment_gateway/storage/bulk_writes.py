@@ -8,8 +8,9 @@ ms of CPU that way against 0.31-0.40 ms on the driver itself (docs/design.md, Gr
 So on asyncmy a unit of work's many-row statements go to the driver: SQLAlchemy still
 compiles each one, once, from the same table definitions, and the columns' types still bind
 the values; the driver's errors are raised as SQLAlchemy's own (a disconnect invalidates the
-connection), so every caller handles them as before. Other drivers (aiosqlite) keep
-SQLAlchemy's path."""
+connection and lets the pool's others go), so every caller handles them as before.
+SQLAlchemy's execution events and echo do not see these statements. Other drivers
+(aiosqlite) keep SQLAlchemy's path."""
 
 from __future__ import annotations
 
@@ -117,12 +118,12 @@ class BulkWriter:
     async def commit(self) -> None:
         if not self.in_transaction:
             return
-        self.in_transaction = False
         try:
             await self._driver.commit()
-        except BaseException as error:
+        except BaseException as error:  # still in the transaction: the unit of work rolls back
             await self._raise_translated(error, "COMMIT")
             raise
+        self.in_transaction = False
 
     async def rollback(self) -> None:
         """Undo what ran on the driver. A connection that cannot be rolled back is dropped,
@@ -150,20 +151,33 @@ class BulkWriter:
         return self._driver
 
     async def _raise_translated(self, error: BaseException, sql: str) -> None:
-        """Raise the driver's error as SQLAlchemy would have; return for other errors
-        (cancellation, say), which the caller re-raises as they are."""
+        """Raise the driver's error as SQLAlchemy would have; return for a cancellation,
+        which the caller re-raises as it is."""
         dialect = self._connection.dialect
         driver_error = dialect.loaded_dbapi.Error
         if isinstance(error, driver_error):
             disconnect = dialect.is_disconnect(error, None, None)
-            if disconnect and not self._connection.invalidated:
-                await self._connection.invalidate(error)
+            if disconnect:
+                await self._lost(error)
             raise DBAPIError.instance(
                 sql, None, error, driver_error, connection_invalidated=disconnect, dialect=dialect
             ) from error
-        # Cancelled, or the socket failed mid-exchange: the connection's state is unknown.
+        # Cancelled, or the driver failed mid-exchange: the connection's state is unknown.
         if not self._connection.invalidated:
             with contextlib.suppress(Exception):
                 await self._connection.invalidate()
-        if isinstance(error, OSError):
+        if isinstance(error, (OSError, AttributeError)):
+            # AttributeError: asyncmy's on a socket gone under it (SQLAlchemy's adapter, too,
+            # reads it as "network operation failed").
+            await self._lost(error)
             raise StorageUnavailable("the database connection was lost") from error
+
+    async def _lost(self, error: BaseException) -> None:
+        """A lost connection: this one is dropped, and, as SQLAlchemy does on a disconnect,
+        so are the pool's others, which a restart or failover has most likely cut as well
+        (each would otherwise fail a batch of its own before it is found out)."""
+        if not self._connection.invalidated:
+            with contextlib.suppress(Exception):
+                await self._connection.invalidate(error)
+        with contextlib.suppress(Exception):
+            await self._connection.engine.dispose()
