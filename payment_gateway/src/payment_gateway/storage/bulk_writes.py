@@ -35,9 +35,9 @@ Processor = Callable[[Any], Any]
 @dataclass(frozen=True, slots=True)
 class _Parameter:
     name: str
-    processor: Processor | None
     from_row: bool  # else the statement's own value (an UPDATE's new status, say)
-    value: Any
+    processor: Processor | None  # a row's value's; the statement's own is bound already
+    value: Any = None  # the statement's own, bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +50,9 @@ class DriverStatement:
     def bind(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         return [
             tuple(
-                (row[p.name] if p.from_row else p.value)
-                if p.processor is None
-                else p.processor(row[p.name] if p.from_row else p.value)
+                (row[p.name] if p.processor is None else p.processor(row[p.name]))
+                if p.from_row
+                else p.value
                 for p in self.parameters
             )
             for row in rows
@@ -82,7 +82,13 @@ def driver_statement(
         if name not in row_keys and bind.required:
             raise ValueError(f"no value for parameter {name!r} of {compiled.string}")
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        parameters.append(_Parameter(name, processor, name in row_keys, bind.effective_value))
+        if name in row_keys:
+            parameters.append(_Parameter(name, True, processor))
+        else:  # bound once here, not again for every row
+            value = bind.effective_value
+            parameters.append(
+                _Parameter(name, False, None, processor(value) if processor else value)
+            )
     return DriverStatement(compiled.string, tuple(parameters))
 
 
@@ -162,15 +168,15 @@ class BulkWriter:
             raise DBAPIError.instance(
                 sql, None, error, driver_error, connection_invalidated=disconnect, dialect=dialect
             ) from error
-        # Cancelled, or the driver failed mid-exchange: the connection's state is unknown.
-        if not self._connection.invalidated:
-            with contextlib.suppress(Exception):
-                await self._connection.invalidate()
         if isinstance(error, (OSError, AttributeError)):
             # AttributeError: asyncmy's on a socket gone under it (SQLAlchemy's adapter, too,
             # reads it as "network operation failed").
             await self._lost(error)
             raise StorageUnavailable("the database connection was lost") from error
+        # Cancelled, or the driver failed mid-exchange: the connection's state is unknown.
+        if not self._connection.invalidated:
+            with contextlib.suppress(Exception):
+                await self._connection.invalidate()
 
     async def _lost(self, error: BaseException) -> None:
         """A lost connection: this one is dropped, and, as SQLAlchemy does on a disconnect,
