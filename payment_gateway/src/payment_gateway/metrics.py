@@ -40,7 +40,7 @@ BANK_CALL_ERRORS = Counter(
 )
 RECORD_BATCH_SIZE = Histogram(
     "gateway_group_commit_batch_size",
-    "Writes committed together in one transaction (new payments, outcomes)",
+    "Writes of one kind committed together in one transaction (new payments, outcomes)",
     ["write"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )

@@ -25,7 +25,7 @@ from payment_gateway.service.ports import (
 from payment_gateway.service.recording import TransactionalRecorder
 from payment_gateway.storage.database import create_engine
 from payment_gateway.storage.migrate import migrate
-from payment_gateway.storage.tables import cards, payments
+from payment_gateway.storage.tables import cards, events, payments
 from payment_gateway.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
 from sqlalchemy import func, select
 
@@ -245,6 +245,78 @@ async def test_an_outcome_batch_that_cannot_reach_the_database_fails_each_reques
     assert all(isinstance(r, StorageUnavailable) for r in results)
     for new in news:
         assert await status_of(store, new.payment.id) == ("init", None)
+
+
+# --- new payments and outcomes together --------------------------------------------------------
+
+
+async def event_objects(store: Store) -> list[str]:
+    """The payments that have an event (an outcome's; a creation has none)."""
+    statement = select(events.c.object_id).where(events.c.merchant_id == store.merchant.id)
+    async with store.uow.engine.connect() as connection:
+        return sorted((await connection.scalars(statement)).all())
+
+
+async def test_new_payments_and_outcomes_arriving_together_share_one_transaction(
+    store: Store,
+) -> None:
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
+    charged = await recorded(store, recorder, 4)
+    arriving = [new_payment(store.merchant) for _ in range(4)]
+    before = store.uow.transactions
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
+    )
+
+    assert results == [None] * 4 + [True] * 4
+    assert store.uow.transactions - before == 1
+    assert await store.count(status="init") == 4
+    assert await store.count(status="succeeded") == 4
+    assert await event_objects(store) == sorted(n.payment.id for n in charged)
+
+
+async def test_an_outcome_that_no_longer_applies_is_refused_alone_in_a_mixed_batch(
+    store: Store,
+) -> None:
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
+    charged = await recorded(store, recorder, 3)
+    # The reconciler got to one of them first.
+    assert await recorder.record_transition(outcome(charged[1], PaymentStatus.SUCCEEDED, "0"))
+    arriving = [new_payment(store.merchant) for _ in range(3)]
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.FAILED, "100")) for n in charged),
+    )
+
+    assert results == [None] * 3 + [True, False, True]
+    assert await store.count(status="init") == 3
+    assert await status_of(store, charged[1].payment.id) == ("succeeded", "0")
+    for new in (charged[0], charged[2]):
+        assert await status_of(store, new.payment.id) == ("failed", "100")
+    # One event per change that applied: none for the refused outcome.
+    assert await event_objects(store) == sorted(n.payment.id for n in charged)
+
+
+async def test_a_reused_key_in_a_mixed_batch_fails_only_its_own_request(store: Store) -> None:
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
+    await recorder.record(new_payment(store.merchant, key="taken"))
+    charged = await recorded(store, recorder, 2)
+    arriving = [new_payment(store.merchant, key="taken"), new_payment(store.merchant)]
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], DuplicateIdempotencyKey)
+    assert results[1:] == [None, True, True]
+    assert await store.count(idempotency_key="taken") == 1
+    assert await store.count(status="init") == 2  # the first "taken" and the other new one
+    assert await store.count(status="succeeded") == 2
 
 
 # --- failures ----------------------------------------------------------------------------------

@@ -1,20 +1,24 @@
-"""Group commit: payments that arrive together are written in one transaction.
+"""Group commit: writes that arrive together are committed in one transaction.
 
 At a few hundred payments a second most of the cost of a write is per transaction, not per
 row: the round trips, the COMMIT and its log flush, and the driver and SQLAlchemy work around
-each statement. So each kind of write has one writer per process. A write that arrives while
-the writer is busy joins the next batch; the writer runs the batch in one transaction, then
-tells each waiting request what happened to its own payment. Nothing waits on a timer: alone,
-a write goes out at once, as it would without batching.
+each statement. So each process has one writer for both kinds of write a payment makes: its
+new row before the bank call, and its status after it. A write that arrives while the writer
+is busy joins the next batch; the writer runs the batch in one transaction, then tells each
+waiting request what happened to its own write. Nothing waits on a timer: alone, a write goes
+out at once, as it would without batching. Under load one transaction carries the new rows
+of some payments and the outcomes of others, so a payment costs one transaction's share, not
+two.
 
-- New payments: the batch's cards and payments go in as two multi-row INSERTs and one COMMIT.
-  Each request still waits for that commit before its bank call. If a batch fails (an
-  idempotency key already claimed, most likely), its payments are written again one by one,
-  so only the request whose row failed hears about it.
+- New payments: the batch's cards and payments go in as two multi-row INSERTs.
+  Each request still waits for that commit before its bank call.
 - Transitions (the status after the bank call, from a request or the reconciler): one guarded
-  UPDATE per payment, sent together, and one COMMIT. If any payment's status no longer allowed
-  its transition (another path got there first), or the batch fails, it is rolled back and each
-  transition is written on its own, so every caller learns whether its own applied.
+  UPDATE per payment, sent together, then the events of the rows they changed.
+- If the batch fails (an idempotency key already claimed, most likely) or any payment's
+  status no longer allowed its transition (another path got there first), nothing of it was
+  committed. Its new payments are then written as a batch of their own and its transitions as
+  another, each falling back to one by one as it fails, so every caller learns what happened
+  to its own write, and a failure reaches only the request whose row failed.
 
 Batched or not, the writes are the recorder's (service/recording.py): the one write path.
 """
@@ -54,7 +58,6 @@ class _Batcher(Generic[Item, Result]):
 
     def __init__(
         self,
-        name: str,
         write: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         max_batch: int,
         timeout: float,
@@ -62,7 +65,6 @@ class _Batcher(Generic[Item, Result]):
         self._write = write
         self._max_batch = max_batch
         self._timeout = timeout
-        self._batch_size = RECORD_BATCH_SIZE.labels(name)
         self._queue: list[_Waiting[Item, Result]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -81,7 +83,6 @@ class _Batcher(Generic[Item, Result]):
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                self._batch_size.observe(len(batch))
                 results: Sequence[Result | BaseException]
                 try:
                     # One stuck transaction must not hold every request of the process for
@@ -130,6 +131,9 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
         done.set_result(result)
 
 
+Write = NewPayment | StatusTransition
+
+
 class GroupCommitRecorder:
     """A PaymentRecorder that commits the writes arriving together in one transaction."""
 
@@ -137,24 +141,42 @@ class GroupCommitRecorder:
         self, recorder: TransactionalRecorder, *, max_batch: int = 100, timeout: float = 10.0
     ) -> None:
         self._recorder = recorder
-        self._payments = _Batcher[NewPayment, None]("payments", self._insert, max_batch, timeout)
-        self._transitions = _Batcher[StatusTransition, bool](
-            "transitions", self._update, max_batch, timeout
-        )
+        # True for a write that went through; a transition's False: its payment no longer
+        # allowed it.
+        self._writes = _Batcher[Write, bool](self._write, max_batch, timeout)
+        self._payments_per_batch = RECORD_BATCH_SIZE.labels("payments")
+        self._transitions_per_batch = RECORD_BATCH_SIZE.labels("transitions")
 
     async def record(self, new: NewPayment) -> None:
-        await self._payments.submit(new)
+        await self._writes.submit(new)
 
     async def record_transition(self, transition: StatusTransition) -> bool:
-        return await self._transitions.submit(transition)
+        return await self._writes.submit(transition)
 
     async def aclose(self) -> None:
-        await self._payments.aclose()
-        await self._transitions.aclose()
+        await self._writes.aclose()
 
     # -- the writes
 
-    async def _insert(self, batch: list[NewPayment]) -> list[BaseException | None]:
+    async def _write(self, batch: list[Write]) -> list[bool | BaseException]:
+        news = [write for write in batch if isinstance(write, NewPayment)]
+        transitions = [write for write in batch if isinstance(write, StatusTransition)]
+        if news:
+            self._payments_per_batch.observe(len(news))
+        if transitions:
+            self._transitions_per_batch.observe(len(transitions))
+        if news and transitions:
+            try:
+                if await self._recorder.record_together(news, transitions):
+                    return [True] * len(batch)
+                # A transition no longer applied (and nothing was written): apart, below.
+            except Exception:
+                log.info("batched write failed; writing payments and transitions apart")
+        inserted = iter(await self._insert(news))
+        updated = iter(await self._update(transitions))
+        return [next(inserted) if isinstance(w, NewPayment) else next(updated) for w in batch]
+
+    async def _insert(self, batch: list[NewPayment]) -> list[bool | BaseException]:
         if len(batch) > 1:
             try:
                 await self._recorder.record_many(batch)
@@ -166,8 +188,12 @@ class GroupCommitRecorder:
                 failure = type(error).__name__
                 log.info("batched payment write failed (%s); writing one by one", failure)
             else:
-                return [None] * len(batch)
-        return await _one_by_one(self._recorder.record, batch)
+                return [True] * len(batch)
+        return await _one_by_one(self._record, batch)
+
+    async def _record(self, new: NewPayment) -> bool:
+        await self._recorder.record(new)
+        return True
 
     async def _update(self, batch: list[StatusTransition]) -> list[bool | BaseException]:
         if len(batch) > 1:

@@ -96,25 +96,36 @@ class TransactionalRecorder:
 
     async def record_many(self, batch: Sequence[NewPayment]) -> None:
         """All the payments, or none (DuplicateIdempotencyKey names no payment of many)."""
-        async with self._uow() as uow:
-            await uow.payments.add_many(batch)
-            # A creation has no outbox event: the merchant's own request answers it.
-            await self._commit(uow, [_created(new) for new in batch], {})
+        await self.record_together(batch, ())
 
     async def record_transition(self, transition: StatusTransition) -> bool:
         return await self.record_all_transitions([transition])
 
     async def record_all_transitions(self, batch: Sequence[StatusTransition]) -> bool:
         """Every transition of the batch, or none of them: False when any no longer applies."""
+        return await self.record_together((), batch)
+
+    async def record_together(
+        self, news: Sequence[NewPayment], transitions: Sequence[StatusTransition]
+    ) -> bool:
+        """New payments and transitions in one transaction, all or nothing: False, with
+        nothing written, when any transition no longer applies."""
+        changes: list[StateChange] = []
+        documents: dict[str, dict[str, Any]] = {}
         async with self._uow() as uow:
-            if await uow.payments.apply_transitions(batch) != len(batch):
-                return False  # rolled back on leaving the unit of work
-            moved = await _payments_after(uow, batch)
-            documents = {payment.id: payment_document(payment) for payment in moved}
-            changes: list[StateChange] = [_transitioned(t) for t in batch]
-            if any(payment.checkout_session_id for payment in moved):
-                # Only payments of the hosted page pay for this; API payments skip it.
-                changes += await _follow_checkout_sessions(uow, batch, moved, documents)
+            if news:
+                await uow.payments.add_many(news)
+                # A creation has no outbox event: the merchant's own request answers it.
+                changes += [_created(new) for new in news]
+            if transitions:
+                if await uow.payments.apply_transitions(transitions) != len(transitions):
+                    return False  # rolled back on leaving the unit of work
+                moved = await _payments_after(uow, transitions)
+                documents = {payment.id: payment_document(payment) for payment in moved}
+                changes += [_transitioned(t) for t in transitions]
+                if any(payment.checkout_session_id for payment in moved):
+                    # Only payments of the hosted page pay for this; API payments skip it.
+                    changes += await _follow_checkout_sessions(uow, transitions, moved, documents)
             await self._commit(uow, changes, documents)
         return True
 
