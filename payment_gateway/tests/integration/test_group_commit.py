@@ -112,6 +112,30 @@ async def test_batches_are_bounded(store: Store) -> None:
     assert await store.count() == 25
 
 
+async def test_after_a_shared_batch_the_writer_waits_for_more_writes(store: Store) -> None:
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow), linger=0.5)
+    await asyncio.gather(*(recorder.record(new_payment(store.merchant)) for _ in range(2)))
+    before = store.uow.transactions
+
+    first = asyncio.create_task(recorder.record(new_payment(store.merchant)))
+    for _ in range(3):  # a few turns of the event loop later, while the writer waits
+        await asyncio.sleep(0)
+    second = asyncio.create_task(recorder.record(new_payment(store.merchant)))
+    await asyncio.gather(first, second)
+
+    # Without the wait the first would have gone out alone, in a transaction of its own.
+    assert store.uow.transactions - before == 1
+    assert await store.count() == 4
+
+
+async def test_writes_that_come_alone_are_not_held(store: Store) -> None:
+    recorder = GroupCommitRecorder(TransactionalRecorder(store.uow), linger=60)
+    async with asyncio.timeout(10):  # a write held for the linger would take a minute
+        for _ in range(3):
+            await recorder.record(new_payment(store.merchant))
+    assert await store.count() == 3
+
+
 async def test_a_reused_key_fails_only_its_own_request(store: Store) -> None:
     recorder = GroupCommitRecorder(TransactionalRecorder(store.uow))
     await recorder.record(new_payment(store.merchant, key="taken"))

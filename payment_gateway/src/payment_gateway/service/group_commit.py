@@ -5,10 +5,11 @@ row: the round trips, the COMMIT and its log flush, and the driver and SQLAlchem
 each statement. So each process has one writer for both kinds of write a payment makes: its
 new row before the bank call, and its status after it. A write that arrives while the writer
 is busy joins the next batch; the writer runs the batch in one transaction, then tells each
-waiting request what happened to its own write. Nothing waits on a timer: alone, a write goes
-out at once, as it would without batching. Under load one transaction carries the new rows
-of some payments and the outcomes of others, so a payment costs one transaction's share, not
-two.
+waiting request what happened to its own write. Under load one transaction carries the new
+rows of some payments and the outcomes of others, so a payment costs one transaction's share,
+not two. Alone, a write goes out at once, as it would without batching; after a batch that
+several writes shared (there is load), the writer waits 1 ms before the next, so that the
+writes of the requests being served right now join it instead of each starting a transaction.
 
 - New payments: the batch's cards and payments go in as two multi-row INSERTs.
   Each request still waits for that commit before its bank call.
@@ -53,7 +54,8 @@ class _Waiting(Generic[Item, Result]):
 class _Batcher(Generic[Item, Result]):
     """Queues items; one task at a time writes everything queued so far, as one batch.
 
-    ``write`` returns one result (or exception) per item, in order.
+    ``write`` returns one result (or exception) per item, in order. After a batch of more
+    than one item, the writer waits ``linger`` seconds before taking the next.
     """
 
     def __init__(
@@ -61,12 +63,15 @@ class _Batcher(Generic[Item, Result]):
         write: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         max_batch: int,
         timeout: float,
+        linger: float,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
         self._timeout = timeout
+        self._linger = linger
         self._queue: list[_Waiting[Item, Result]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._last_shared = False  # whether the last batch carried more than one write
 
     async def submit(self, item: Item) -> Result:
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -81,8 +86,11 @@ class _Batcher(Generic[Item, Result]):
     async def _write_all(self) -> None:
         try:
             while self._queue:
+                if self._last_shared:
+                    await asyncio.sleep(self._linger)
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                self._last_shared = len(batch) > 1
                 results: Sequence[Result | BaseException]
                 try:
                     # One stuck transaction must not hold every request of the process for
@@ -133,17 +141,27 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
 
 Write = NewPayment | StatusTransition
 
+# How long the writer waits, after a shared batch, for more writes to join the next: the event
+# loop's timer resolution (libuv's is 1 ms; a shorter sleep does not wait for I/O at all). At
+# c16 it halved the transactions per payment (docs/design.md, Group commit).
+LINGER_SECONDS = 0.001
+
 
 class GroupCommitRecorder:
     """A PaymentRecorder that commits the writes arriving together in one transaction."""
 
     def __init__(
-        self, recorder: TransactionalRecorder, *, max_batch: int = 100, timeout: float = 10.0
+        self,
+        recorder: TransactionalRecorder,
+        *,
+        max_batch: int = 100,
+        timeout: float = 10.0,
+        linger: float = LINGER_SECONDS,
     ) -> None:
         self._recorder = recorder
         # True for a write that went through; a transition's False: its payment no longer
         # allowed it.
-        self._writes = _Batcher[Write, bool](self._write, max_batch, timeout)
+        self._writes = _Batcher[Write, bool](self._write, max_batch, timeout, linger)
         self._payments_per_batch = RECORD_BATCH_SIZE.labels("payments")
         self._transitions_per_batch = RECORD_BATCH_SIZE.labels("transitions")
 
