@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -340,6 +340,37 @@ async def test_a_reused_key_in_a_mixed_batch_fails_only_its_own_request(store: S
     assert results[1:] == [None, True, True]
     assert await store.count(idempotency_key="taken") == 1
     assert await store.count(status="init") == 2  # the first "taken" and the other new one
+    assert await store.count(status="succeeded") == 2
+
+
+class LosingMixedBatches(TransactionalRecorder):
+    """Loses the connection of every mixed batch, as if its COMMIT's answer never came."""
+
+    async def record_together(
+        self, news: Sequence[NewPayment], transitions: Sequence[StatusTransition]
+    ) -> bool:
+        if news and transitions:
+            raise StorageUnavailable("the connection was lost")
+        return await super().record_together(news, transitions)
+
+
+async def test_a_mixed_batch_that_may_have_committed_is_not_written_again(store: Store) -> None:
+    recorder = GroupCommitRecorder(LosingMixedBatches(store.uow))
+    charged = await recorded(store, recorder, 2)
+    arriving = [new_payment(store.merchant) for _ in range(2)]
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
+        return_exceptions=True,
+    )
+
+    # The new payments' requests hear it and retry with fresh ids (PaymentService): written
+    # again here, a payment whose first COMMIT did go through would be refused as a duplicate.
+    assert all(isinstance(r, StorageUnavailable) for r in results[:2])
+    assert await store.count(status="init") == 0
+    # Transitions are guarded, so each is tried again on its own.
+    assert results[2:] == [True, True]
     assert await store.count(status="succeeded") == 2
 
 

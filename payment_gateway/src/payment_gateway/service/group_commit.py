@@ -19,7 +19,9 @@ writes of the requests being served right now join it instead of each starting a
   status no longer allowed its transition (another path got there first), nothing of it was
   committed. Its new payments are then written as a batch of their own and its transitions as
   another, each falling back to one by one as it fails, so every caller learns what happened
-  to its own write, and a failure reaches only the request whose row failed.
+  to its own write, and a failure reaches only the request whose row failed. A lost
+  connection may hide a COMMIT that went through, so then the new payments are not written
+  again here: their requests hear of it, as for a batch of new payments alone.
 
 Batched or not, the writes are the recorder's (service/recording.py): the one write path.
 """
@@ -188,11 +190,15 @@ class GroupCommitRecorder:
                 if await self._recorder.record_together(news, transitions):
                     return [True] * len(batch)
                 # A transition no longer applied (and nothing was written): apart, below.
+            except StorageUnavailable as error:
+                # Perhaps committed unseen, so the new payments are not written again here:
+                # their requests retry with fresh ids (PaymentService), as after a batch of
+                # new payments alone. Transitions are guarded: each is tried on its own.
+                updated = await _one_by_one(self._recorder.record_transition, transitions)
+                return _in_order(batch, [error] * len(news), updated)
             except Exception:
                 log.info("batched write failed; writing payments and transitions apart")
-        inserted = iter(await self._insert(news))
-        updated = iter(await self._update(transitions))
-        return [next(inserted) if isinstance(w, NewPayment) else next(updated) for w in batch]
+        return _in_order(batch, await self._insert(news), await self._update(transitions))
 
     async def _insert(self, batch: list[NewPayment]) -> list[bool | BaseException]:
         if len(batch) > 1:
@@ -222,6 +228,14 @@ class GroupCommitRecorder:
             except Exception:
                 log.info("batched transition write failed; writing one by one", exc_info=True)
         return await _one_by_one(self._recorder.record_transition, batch)
+
+
+def _in_order(
+    batch: list[Write], inserted: list[bool | BaseException], updated: list[bool | BaseException]
+) -> list[bool | BaseException]:
+    """The results of a batch's new payments and of its transitions, in the batch's order."""
+    news, transitions = iter(inserted), iter(updated)
+    return [next(news) if isinstance(write, NewPayment) else next(transitions) for write in batch]
 
 
 async def _one_by_one(
