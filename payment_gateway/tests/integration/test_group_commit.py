@@ -13,7 +13,7 @@ import pytest
 from payment_gateway.domain.card import CardSummary
 from payment_gateway.domain.merchant import Merchant
 from payment_gateway.domain.payment import Payment, PaymentStatus, Resolution
-from payment_gateway.service.errors import StorageUnavailable
+from payment_gateway.service.errors import StorageContention, StorageUnavailable
 from payment_gateway.service.group_commit import GroupCommitRecorder
 from payment_gateway.service.ports import (
     DuplicateIdempotencyKey,
@@ -372,6 +372,62 @@ async def test_a_mixed_batch_that_may_have_committed_is_not_written_again(store:
     # Transitions are guarded, so each is tried again on its own.
     assert results[2:] == [True, True]
     assert await store.count(status="succeeded") == 2
+
+
+class ConflictingMixedBatches(TransactionalRecorder):
+    """Every mixed batch meets a conflict the server rolled back (a deadlock, say)."""
+
+    async def record_together(
+        self, news: Sequence[NewPayment], transitions: Sequence[StatusTransition]
+    ) -> bool:
+        if news and transitions:
+            raise StorageContention("deadlock")
+        return await super().record_together(news, transitions)
+
+
+async def test_a_mixed_batch_that_met_a_conflict_is_written_apart(store: Store) -> None:
+    recorder = GroupCommitRecorder(ConflictingMixedBatches(store.uow))
+    charged = await recorded(store, recorder, 2)
+    arriving = [new_payment(store.merchant) for _ in range(2)]
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
+    )
+
+    assert results == [None, None, True, True]  # nothing was written: all of it again, apart
+    assert await store.count(status="init") == 2
+    assert await store.count(status="succeeded") == 2
+
+
+class SlowTransitions(TransactionalRecorder):
+    """Transitions written on their own take longer than the group commit's timeout."""
+
+    async def record_all_transitions(self, batch: Sequence[StatusTransition]) -> bool:
+        await asyncio.sleep(5)
+        return await super().record_all_transitions(batch)
+
+
+async def test_slow_transitions_do_not_hold_or_fail_new_payments_written_apart(
+    store: Store,
+) -> None:
+    recorder = GroupCommitRecorder(SlowTransitions(store.uow), timeout=0.5)
+    await recorder.record(new_payment(store.merchant, key="taken"))
+    charged = await recorded(store, recorder, 2)
+    # A reused key fails the mixed batch: its parts are written apart.
+    arriving = [new_payment(store.merchant, key="taken"), new_payment(store.merchant)]
+
+    results = await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], DuplicateIdempotencyKey)
+    assert results[1] is None  # committed, and told so: the transitions' timeout is theirs
+    assert all(isinstance(r, StorageUnavailable) for r in results[2:])
+    assert await store.count(idempotency_key="taken") == 1
+    assert await store.count(status="init") == 4  # "taken", the two charged, the new one
 
 
 # --- failures ----------------------------------------------------------------------------------

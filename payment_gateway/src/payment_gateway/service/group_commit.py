@@ -18,8 +18,9 @@ writes of the requests being served right now join it instead of each starting a
 - If the batch fails (an idempotency key already claimed, most likely) or any payment's
   status no longer allowed its transition (another path got there first), nothing of it was
   committed. Its new payments are then written as a batch of their own and its transitions as
-  another, each falling back to one by one as it fails, so every caller learns what happened
-  to its own write, and a failure reaches only the request whose row failed. A lost
+  another, side by side, each within its own timeout and falling back to one by one as it
+  fails, so every caller learns what happened to its own write, and a failure reaches only
+  the request whose row failed. A lost
   connection may hide a COMMIT that went through, so then the new payments are not written
   again here: their requests hear of it, as for a batch of new payments alone.
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from payment_gateway.metrics import RECORD_BATCH_SIZE
-from payment_gateway.service.errors import StorageUnavailable
+from payment_gateway.service.errors import StorageContention, StorageUnavailable
 from payment_gateway.service.ports import NewPayment, StatusTransition
 from payment_gateway.service.recording import TransactionalRecorder
 
@@ -64,12 +65,10 @@ class _Batcher(Generic[Item, Result]):
         self,
         write: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         max_batch: int,
-        timeout: float,
         linger: float,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
-        self._timeout = timeout
         self._linger = linger
         self._queue: list[_Waiting[Item, Result]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -95,16 +94,7 @@ class _Batcher(Generic[Item, Result]):
                 self._last_shared = len(batch) > 1
                 results: Sequence[Result | BaseException]
                 try:
-                    # One stuck transaction must not hold every request of the process for
-                    # ever: past the timeout its writes count as not seen (StorageUnavailable),
-                    # which the callers already treat as "maybe committed, retry safely".
-                    async with asyncio.timeout(self._timeout):
-                        results = await self._write([waiting.item for waiting in batch])
-                except TimeoutError:
-                    log.error("group write timed out after %s s", self._timeout)
-                    results = [StorageUnavailable("the database did not answer in time")] * len(
-                        batch
-                    )
+                    results = await self._write([waiting.item for waiting in batch])
                 except Exception as error:  # a bug: each request reports it
                     log.exception("group write failed")
                     results = [error] * len(batch)
@@ -161,9 +151,10 @@ class GroupCommitRecorder:
         linger: float = LINGER_SECONDS,
     ) -> None:
         self._recorder = recorder
+        self._timeout = timeout
         # True for a write that went through; a transition's False: its payment no longer
         # allowed it.
-        self._writes = _Batcher[Write, bool](self._write, max_batch, timeout, linger)
+        self._writes = _Batcher[Write, bool](self._write, max_batch, linger)
         self._payments_per_batch = RECORD_BATCH_SIZE.labels("payments")
         self._transitions_per_batch = RECORD_BATCH_SIZE.labels("transitions")
 
@@ -187,18 +178,53 @@ class GroupCommitRecorder:
             self._transitions_per_batch.observe(len(transitions))
         if news and transitions:
             try:
-                if await self._recorder.record_together(news, transitions):
+                if await self._timed(self._recorder.record_together(news, transitions)):
                     return [True] * len(batch)
                 # A transition no longer applied (and nothing was written): apart, below.
+            except StorageContention:  # rolled back by the server: nothing was written
+                log.info("batched write met a conflict; writing payments and transitions apart")
             except StorageUnavailable as error:
                 # Perhaps committed unseen, so the new payments are not written again here:
                 # their requests retry with fresh ids (PaymentService), as after a batch of
                 # new payments alone. Transitions are guarded: each is tried on its own.
-                updated = await _one_by_one(self._recorder.record_transition, transitions)
+                updated = await self._apart(self._one_by_one_transitions, transitions)
                 return _in_order(batch, [error] * len(news), updated)
             except Exception:
                 log.info("batched write failed; writing payments and transitions apart")
-        return _in_order(batch, await self._insert(news), await self._update(transitions))
+        # Side by side, as two writers would: a slow kind does not hold up the other's answers.
+        inserted, updated = await asyncio.gather(
+            self._apart(self._insert, news), self._apart(self._update, transitions)
+        )
+        return _in_order(batch, inserted, updated)
+
+    async def _timed(self, write: Awaitable[Result]) -> Result:
+        """One stuck transaction must not hold every request of the process for ever: past the
+        timeout its writes count as not seen (StorageUnavailable), which the callers already
+        treat as "maybe committed, retry safely"."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await write
+        except TimeoutError:
+            log.error("group write timed out after %s s", self._timeout)
+            raise StorageUnavailable("the database did not answer in time") from None
+
+    async def _apart(
+        self,
+        write: Callable[[list[Item]], Awaitable[list[bool | BaseException]]],
+        items: list[Item],
+    ) -> list[bool | BaseException]:
+        """One kind's writes, within the timeout of their own."""
+        if not items:
+            return []
+        try:
+            return await self._timed(write(items))
+        except StorageUnavailable as error:
+            return [error] * len(items)
+
+    async def _one_by_one_transitions(
+        self, batch: list[StatusTransition]
+    ) -> list[bool | BaseException]:
+        return await _one_by_one(self._recorder.record_transition, batch)
 
     async def _insert(self, batch: list[NewPayment]) -> list[bool | BaseException]:
         if len(batch) > 1:
