@@ -281,6 +281,21 @@ async def event_objects(store: Store) -> list[str]:
         return sorted((await connection.scalars(statement)).all())
 
 
+async def mixed_batch(
+    recorder: GroupCommitRecorder,
+    arriving: list[NewPayment],
+    charged: list[NewPayment],
+    status: PaymentStatus = PaymentStatus.SUCCEEDED,
+    code: str = "0",
+) -> list[object]:
+    """New payments arriving with the outcomes of charged ones; each request's result."""
+    return await asyncio.gather(
+        *(recorder.record(new) for new in arriving),
+        *(recorder.record_transition(outcome(n, status, code)) for n in charged),
+        return_exceptions=True,
+    )
+
+
 async def test_new_payments_and_outcomes_arriving_together_share_one_transaction(
     store: Store,
 ) -> None:
@@ -289,10 +304,7 @@ async def test_new_payments_and_outcomes_arriving_together_share_one_transaction
     arriving = [new_payment(store.merchant) for _ in range(4)]
     before = store.uow.transactions
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
-    )
+    results = await mixed_batch(recorder, arriving, charged)
 
     assert results == [None] * 4 + [True] * 4
     assert store.uow.transactions - before == 1
@@ -310,10 +322,7 @@ async def test_an_outcome_that_no_longer_applies_is_refused_alone_in_a_mixed_bat
     assert await recorder.record_transition(outcome(charged[1], PaymentStatus.SUCCEEDED, "0"))
     arriving = [new_payment(store.merchant) for _ in range(3)]
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.FAILED, "100")) for n in charged),
-    )
+    results = await mixed_batch(recorder, arriving, charged, PaymentStatus.FAILED, "100")
 
     assert results == [None] * 3 + [True, False, True]
     assert await store.count(status="init") == 3
@@ -330,11 +339,7 @@ async def test_a_reused_key_in_a_mixed_batch_fails_only_its_own_request(store: S
     charged = await recorded(store, recorder, 2)
     arriving = [new_payment(store.merchant, key="taken"), new_payment(store.merchant)]
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
-        return_exceptions=True,
-    )
+    results = await mixed_batch(recorder, arriving, charged)
 
     assert isinstance(results[0], DuplicateIdempotencyKey)
     assert results[1:] == [None, True, True]
@@ -343,60 +348,46 @@ async def test_a_reused_key_in_a_mixed_batch_fails_only_its_own_request(store: S
     assert await store.count(status="succeeded") == 2
 
 
-class LosingMixedBatches(TransactionalRecorder):
-    """Loses the connection of every mixed batch, as if its COMMIT's answer never came."""
+class FailingMixedBatches(TransactionalRecorder):
+    """Every mixed batch fails with ``error`` before the recorder writes anything."""
+
+    def __init__(self, uow: SqlUnitOfWorkFactory, error: type[StorageUnavailable]) -> None:
+        super().__init__(uow)
+        self.error = error
 
     async def record_together(
         self, news: Sequence[NewPayment], transitions: Sequence[StatusTransition]
     ) -> bool:
         if news and transitions:
-            raise StorageUnavailable("the connection was lost")
+            raise self.error("the mixed batch failed")
         return await super().record_together(news, transitions)
 
 
 async def test_a_mixed_batch_that_may_have_committed_is_not_written_again(store: Store) -> None:
-    recorder = GroupCommitRecorder(LosingMixedBatches(store.uow))
+    # A lost connection: the COMMIT's answer may never have come.
+    recorder = GroupCommitRecorder(FailingMixedBatches(store.uow, StorageUnavailable))
     charged = await recorded(store, recorder, 2)
-    arriving = [new_payment(store.merchant) for _ in range(2)]
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
-        return_exceptions=True,
-    )
+    results = await mixed_batch(recorder, [new_payment(store.merchant)], charged)
 
-    # The new payments' requests hear it and retry with fresh ids (PaymentService): written
+    # The new payment's request hears it and retries with fresh ids (PaymentService): written
     # again here, a payment whose first COMMIT did go through would be refused as a duplicate.
-    assert all(isinstance(r, StorageUnavailable) for r in results[:2])
+    assert isinstance(results[0], StorageUnavailable)
     assert await store.count(status="init") == 0
     # Transitions are guarded, so each is tried again on its own.
-    assert results[2:] == [True, True]
+    assert results[1:] == [True, True]
     assert await store.count(status="succeeded") == 2
 
 
-class ConflictingMixedBatches(TransactionalRecorder):
-    """Every mixed batch meets a conflict the server rolled back (a deadlock, say)."""
-
-    async def record_together(
-        self, news: Sequence[NewPayment], transitions: Sequence[StatusTransition]
-    ) -> bool:
-        if news and transitions:
-            raise StorageContention("deadlock")
-        return await super().record_together(news, transitions)
-
-
 async def test_a_mixed_batch_that_met_a_conflict_is_written_apart(store: Store) -> None:
-    recorder = GroupCommitRecorder(ConflictingMixedBatches(store.uow))
+    # A deadlock: the server rolled it all back.
+    recorder = GroupCommitRecorder(FailingMixedBatches(store.uow, StorageContention))
     charged = await recorded(store, recorder, 2)
-    arriving = [new_payment(store.merchant) for _ in range(2)]
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
-    )
+    results = await mixed_batch(recorder, [new_payment(store.merchant)], charged)
 
-    assert results == [None, None, True, True]  # nothing was written: all of it again, apart
-    assert await store.count(status="init") == 2
+    assert results == [None, True, True]  # nothing was written: all of it again, apart
+    assert await store.count(status="init") == 1
     assert await store.count(status="succeeded") == 2
 
 
@@ -417,11 +408,7 @@ async def test_slow_transitions_do_not_hold_or_fail_new_payments_written_apart(
     # A reused key fails the mixed batch: its parts are written apart.
     arriving = [new_payment(store.merchant, key="taken"), new_payment(store.merchant)]
 
-    results = await asyncio.gather(
-        *(recorder.record(new) for new in arriving),
-        *(recorder.record_transition(outcome(n, PaymentStatus.SUCCEEDED, "0")) for n in charged),
-        return_exceptions=True,
-    )
+    results = await mixed_batch(recorder, arriving, charged)
 
     assert isinstance(results[0], DuplicateIdempotencyKey)
     assert results[1] is None  # committed, and told so: the transitions' timeout is theirs
