@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -176,21 +177,25 @@ class GroupCommitRecorder:
             self._payments_per_batch.observe(len(news))
         if transitions:
             self._transitions_per_batch.observe(len(transitions))
-        if news and transitions:
-            try:
-                if await self._timed(self._recorder.record_together(news, transitions)):
-                    return [True] * len(batch)
-                # A transition no longer applied (and nothing was written): apart, below.
-            except StorageContention:  # rolled back by the server: nothing was written
-                log.info("batched write met a conflict; writing payments and transitions apart")
-            except StorageUnavailable as error:
-                # Perhaps committed unseen, so the new payments are not written again here:
-                # their requests retry with fresh ids (PaymentService), as after a batch of
-                # new payments alone. Transitions are guarded: each is tried on its own.
-                updated = await self._apart(self._one_by_one_transitions, transitions)
-                return _in_order(batch, [error] * len(news), updated)
-            except Exception:
-                log.info("batched write failed; writing payments and transitions apart")
+        if not transitions:
+            return await self._apart(self._insert, news)
+        if not news:
+            return await self._apart(self._update, transitions)
+        try:
+            if await self._timed(self._recorder.record_together(news, transitions)):
+                return [True] * len(batch)
+            # A transition no longer applied (and nothing was written): apart, below.
+        except StorageContention:  # rolled back by the server: nothing was written
+            log.info("batched write met a conflict; writing payments and transitions apart")
+        except StorageUnavailable as error:
+            # Perhaps committed unseen, so the new payments are not written again here:
+            # their requests retry with fresh ids (PaymentService), as after a batch of new
+            # payments alone. Transitions are guarded: each is tried on its own.
+            one_by_one = functools.partial(_one_by_one, self._recorder.record_transition)
+            updated = await self._apart(one_by_one, transitions)
+            return _in_order(batch, [error] * len(news), updated)
+        except Exception:
+            log.info("batched write failed; writing payments and transitions apart")
         # Side by side, as two writers would: a slow kind does not hold up the other's answers.
         inserted, updated = await asyncio.gather(
             self._apart(self._insert, news), self._apart(self._update, transitions)
@@ -214,17 +219,10 @@ class GroupCommitRecorder:
         items: list[Item],
     ) -> list[bool | BaseException]:
         """One kind's writes, within the timeout of their own."""
-        if not items:
-            return []
         try:
             return await self._timed(write(items))
         except StorageUnavailable as error:
             return [error] * len(items)
-
-    async def _one_by_one_transitions(
-        self, batch: list[StatusTransition]
-    ) -> list[bool | BaseException]:
-        return await _one_by_one(self._recorder.record_transition, batch)
 
     async def _insert(self, batch: list[NewPayment]) -> list[bool | BaseException]:
         if len(batch) > 1:
