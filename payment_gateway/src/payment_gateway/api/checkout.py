@@ -13,7 +13,13 @@ from pydantic import StringConstraints
 
 from payment_gateway.api.checkout_schemas import CheckoutSessionCreate, CheckoutSessionOut
 from payment_gateway.api.dependencies import MerchantDep, ServicesDep, services_and_merchant
-from payment_gateway.api.routes import RATE_LIMITED_DOCS, json_response, problem_doc, read_body
+from payment_gateway.api.routes import (
+    BODY_ERRORS,
+    RATE_LIMITED_DOCS,
+    json_response,
+    problem_doc,
+    read_body,
+)
 from payment_gateway.service.documents import checkout_session_document
 
 SESSIONS_PATH = "/api/v1/checkout-sessions"
@@ -79,8 +85,7 @@ checkout_router.add_api_route(
             },
         },
         **_ERRORS,
-        413: problem_doc("Body over 64 KiB"),
-        415: problem_doc("Body is not JSON"),
+        **BODY_ERRORS,
         422: problem_doc("Invalid request; `errors` names each field"),
     },
     openapi_extra={

@@ -12,6 +12,7 @@ from payment_gateway.api.dependencies import (
     services_and_merchant,
 )
 from payment_gateway.api.routes import (
+    BODY_ERRORS,
     IDEMPOTENCY_KEY_DOCS,
     PAYMENTS_PATH,
     RATE_LIMITED_DOCS,
@@ -140,6 +141,7 @@ operations_router.add_api_route(
         202: _PENDING,
         402: problem_doc("The bank declined the capture"),
         **_ERRORS,
+        **BODY_ERRORS,
     },
     openapi_extra=_body_docs("CaptureCreate", required=False),
 )
@@ -164,7 +166,11 @@ operations_router.add_api_route(
     status_code=201,
     summary="Refund a payment",
     response_model=RefundOut,
-    responses={201: {"description": "The refund: pending, succeeded or failed"}, **_ERRORS},
+    responses={
+        201: {"description": "The refund: pending, succeeded or failed"},
+        **_ERRORS,
+        **BODY_ERRORS,
+    },
     openapi_extra=_body_docs("RefundCreate", required=False),
 )
 operations_router.add_api_route(

@@ -91,6 +91,11 @@ RATE_LIMITED_DOCS: dict[str, Any] = {
         },
     },
 }
+# Every route that reads a body: BodySizeLimitMiddleware and read_body refuse these first.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: problem_doc("Body over 64 KiB"),
+    415: problem_doc("Body is not JSON"),
+}
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: problem_doc("Missing, unknown or revoked API key"),
     422: problem_doc("Invalid request; `errors` names each field"),
@@ -183,8 +188,7 @@ _create_responses: dict[int | str, dict[str, Any]] = {
     },
     **_COMMON_ERRORS,
     409: problem_doc("A request with this Idempotency-Key is still in progress; retry later"),
-    413: problem_doc("Body over 64 KiB"),
-    415: problem_doc("Body is not JSON"),
+    **BODY_ERRORS,
 }
 _get_responses: dict[int | str, dict[str, Any]] = {
     **_COMMON_ERRORS,

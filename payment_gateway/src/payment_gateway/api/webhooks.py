@@ -8,7 +8,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from payment_gateway.api.dependencies import MerchantDep, ServicesDep, services_and_merchant
-from payment_gateway.api.routes import RATE_LIMITED_DOCS, json_response, problem_doc, read_body
+from payment_gateway.api.routes import (
+    BODY_ERRORS,
+    RATE_LIMITED_DOCS,
+    json_response,
+    problem_doc,
+    read_body,
+)
 from payment_gateway.api.webhook_schemas import (
     EventList,
     EventOut,
@@ -235,7 +241,7 @@ def _route(
         status_code=status_code,
         summary=summary,
         response_model=model,
-        responses={**responses, **_ERRORS},
+        responses={**responses, **_ERRORS, **({} if body is None else BODY_ERRORS)},
         openapi_extra=None if body is None else _body(body),
     )
 

@@ -33,6 +33,18 @@ def test_openapi_documents_the_contract() -> None:
         )
 
 
+def test_every_route_reading_a_body_documents_its_refusal() -> None:
+    """Any body over 64 KiB draws 413 and one not JSON 415, before the route sees it."""
+    spec = create_app().openapi()
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation and not {"413", "415"} <= operation["responses"].keys()
+    ]
+    assert undocumented == []
+
+
 def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
