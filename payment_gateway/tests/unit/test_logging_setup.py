@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from payment_gateway.logging_setup import redact_text
+import structlog
+from payment_gateway.logging_setup import current_request_id, redact_text, request_context
 
 
 @pytest.mark.parametrize(
@@ -22,3 +25,19 @@ def test_redaction_guard_masks_card_numbers_and_tokens(text: str, leak: str) -> 
 def test_redaction_guard_leaves_ordinary_numbers_alone() -> None:
     line = "amount 100000000000001 payment 1234567890123 at 2026-11-25"  # not Luhn-valid
     assert redact_text(line) == line
+
+
+async def test_a_request_context_names_the_request_to_its_tasks_and_log_lines() -> None:
+    assert current_request_id() is None
+    with request_context("req-1", "203.0.113.9"):
+        assert current_request_id() == "req-1"
+        bound = structlog.contextvars.get_contextvars()
+        assert bound == {"request_id": "req-1", "client_address": "203.0.113.9"}
+        # A task started by the request (a write handed to the group commit, say) sees it.
+        assert await asyncio.create_task(_request_id_in_a_task()) == "req-1"
+    assert current_request_id() is None
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+async def _request_id_in_a_task() -> str | None:
+    return current_request_id()

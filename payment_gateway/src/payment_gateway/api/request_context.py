@@ -6,9 +6,9 @@ import re
 import time
 import uuid
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payment_gateway.logging_setup import request_context
 from payment_gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -33,11 +33,6 @@ class RequestContextMiddleware:
                 break
         request_id = request_id or uuid.uuid4().hex
         client = scope.get("client")
-        # The address uvicorn reports: the proxy's, or the client's named by X-Forwarded-For
-        # when FORWARDED_ALLOW_IPS trusts that proxy. The audit trail records it.
-        structlog.contextvars.bind_contextvars(
-            request_id=request_id, client_address=client[0] if client else "unknown"
-        )
         status = 500
         started = time.perf_counter()
 
@@ -50,11 +45,14 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
-            HTTP_SECONDS.labels(scope["method"], template).observe(time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("request_id", "client_address")
+        # The address uvicorn reports: the proxy's, or the client's named by X-Forwarded-For
+        # when FORWARDED_ALLOW_IPS trusts that proxy. The audit trail records it.
+        with request_context(request_id, client[0] if client else "unknown"):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
+                elapsed = time.perf_counter() - started
+                HTTP_SECONDS.labels(scope["method"], template).observe(elapsed)
