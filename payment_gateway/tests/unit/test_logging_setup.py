@@ -27,6 +27,13 @@ def test_redaction_guard_leaves_ordinary_numbers_alone() -> None:
     assert redact_text(line) == line
 
 
+def test_redaction_guard_leaves_ids_whole() -> None:
+    # Its last 17 digits, across the hyphens, are a Luhn-valid number.
+    payment_id = "01a2534b-75ba-74d4-2424-242424200002"
+    line = f"payment_id={payment_id} card 4242424242424242"
+    assert redact_text(line) == f"payment_id={payment_id} card [PAN ****4242]"
+
+
 async def test_a_request_context_names_the_request_to_its_tasks_and_log_lines() -> None:
     assert current_request_id() is None
     with request_context("req-1", "203.0.113.9"):
